@@ -4,17 +4,24 @@
 use crate::mail::{self, Mail};
 use crate::series::{self, Choice, Mailbox, Series};
 use anyhow::{bail, Context, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-/// Every mail in FILE (or in the directory's patch files, in name order).
-pub fn read_mails(path: &Path) -> Result<Vec<Mail>> {
+/// The raw messages of FILE, or of the directory's patch files in name order; the
+/// index of a message here is its [`Mail::index`].
+pub fn read_raw_messages(path: &Path) -> Result<Vec<Vec<u8>>> {
     let meta = std::fs::metadata(path)
         .with_context(|| format!("cannot read {}: give an mbox, a patch or a directory of patches", path.display()))?;
-    if !meta.is_dir() {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-        return mail::parse_container(&bytes).with_context(|| format!("{}", path.display()));
+    let files = if meta.is_dir() { patch_files(path)? } else { vec![path.to_path_buf()] };
+    let mut all = Vec::new();
+    for f in files {
+        let bytes = std::fs::read(&f).with_context(|| format!("cannot read {}", f.display()))?;
+        all.extend(mail::split_container(&bytes).with_context(|| format!("{}", f.display()))?);
     }
-    let mut files: Vec<_> = walkdir::WalkDir::new(path)
+    Ok(all)
+}
+
+fn patch_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let files: Vec<PathBuf> = walkdir::WalkDir::new(dir)
         .max_depth(1)
         .sort_by_file_name()
         .into_iter()
@@ -26,19 +33,20 @@ pub fn read_mails(path: &Path) -> Result<Vec<Mail>> {
         })
         .map(|e| e.into_path())
         .collect();
-    files.sort();
     if files.is_empty() {
-        bail!("{} has no .patch, .eml or .mbox files", path.display());
+        bail!("{} has no .patch, .eml or .mbox files", dir.display());
     }
-    let mut all = Vec::new();
-    for f in files {
-        let bytes = std::fs::read(&f).with_context(|| format!("cannot read {}", f.display()))?;
-        for mut m in mail::parse_container(&bytes).with_context(|| format!("{}", f.display()))? {
-            m.index = all.len();
-            all.push(m);
-        }
-    }
-    Ok(all)
+    Ok(files)
+}
+
+/// Every mail in FILE (see [`read_raw_messages`]).
+pub fn read_mails(path: &Path) -> Result<Vec<Mail>> {
+    read_raw_messages(path)?
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| mail::parse_message(raw, i))
+        .collect::<Result<_>>()
+        .with_context(|| format!("{}", path.display()))
 }
 
 pub fn read_mailbox(path: &Path) -> Result<Mailbox> {

@@ -60,6 +60,8 @@ pub fn parse_subject(subject: &str) -> SubjectTag {
 #[derive(Debug, Clone, Serialize)]
 pub struct SeriesPatch {
     pub number: u32,
+    /// Which message of the input this is ([`Mail::index`]).
+    pub mail_index: usize,
     /// The subject as sent, `[PATCH ...]` included.
     pub raw_subject: String,
     pub message_id: Option<String>,
@@ -244,6 +246,7 @@ pub fn build_mailbox(mails: &[Mail]) -> Result<Mailbox> {
             number,
             SeriesPatch {
                 number,
+                mail_index: m.index,
                 raw_subject: m.subject.clone(),
                 message_id: m.message_id.clone(),
                 mail: pm,
@@ -476,11 +479,13 @@ pub fn summary(s: &Series) -> String {
                 ins += f.insertions;
                 del += f.deletions;
             }
+            let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
             let _ = writeln!(
                 o,
-                "      {} file{} changed, {ins} insertions(+), {del} deletions(-)",
-                d.files.len(),
-                if d.files.len() == 1 { "" } else { "s" }
+                "      {} changed, {}(+), {}(-)",
+                plural(d.files.len(), "file"),
+                plural(ins, "insertion"),
+                plural(del, "deletion")
             );
         }
     }

@@ -1,0 +1,3 @@
+#!/bin/sh
+# Build the toy.
+cc -c mm/toy.c -o toy.o
