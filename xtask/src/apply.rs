@@ -95,7 +95,12 @@ fn repo_path(repo: &Repository) -> String {
 
 /// Applies every patch of `series` on `base` and points `refname` at the result.
 /// Errors are either an [`ApplyFailure`] (downcast it) or a problem of the repository.
-pub fn apply_series(repo: &Repository, series: &Series, base: Oid, refname: &str) -> Result<Vec<AppliedPatch>> {
+pub fn apply_series(
+    repo: &Repository,
+    series: &Series,
+    base: Oid,
+    refname: &str,
+) -> Result<Vec<AppliedPatch>> {
     check_ref_is_ours(repo, refname)?;
     let total = (series.patches.len() + series.missing.len()) as u32;
     let mut parent = repo.find_commit(base)?;
@@ -110,7 +115,12 @@ pub fn apply_series(repo: &Repository, series: &Series, base: Oid, refname: &str
         })?;
         let commit = commit_patch(repo, p, tree, &parent)?;
         parent = repo.find_commit(commit)?;
-        out.push(AppliedPatch { number: p.number, subject: p.mail.subject.clone(), commit: commit.to_string(), three_way });
+        out.push(AppliedPatch {
+            number: p.number,
+            subject: p.mail.subject.clone(),
+            commit: commit.to_string(),
+            three_way,
+        });
     }
     repo.reference(refname, parent.id(), true, "mmeval: apply series")
         .with_context(|| format!("cannot write {refname}"))?;
@@ -120,7 +130,10 @@ pub fn apply_series(repo: &Repository, series: &Series, base: Oid, refname: &str
 /// Opens `tree`, resolves the base, applies, and reports.
 pub fn apply_to_repo(tree: &Path, series: &Series, base: Option<&str>) -> Result<Applied> {
     let repo = Repository::open(tree).with_context(|| {
-        format!("{} is not a git repository; give a kernel checkout with --tree, or run `cargo xtask ref`", tree.display())
+        format!(
+            "{} is not a git repository; give a kernel checkout with --tree, or run `cargo xtask ref`",
+            tree.display()
+        )
     })?;
     let (base_oid, base_source) = resolve_base(&repo, base, series)?;
     let refname = format!("refs/heads/eval/{}", series.slug);
@@ -143,10 +156,8 @@ fn check_ref_is_ours(repo: &Repository, refname: &str) -> Result<()> {
         }
     }
     if let Ok(r) = repo.find_reference(refname) {
-        let ours = r
-            .peel_to_commit()
-            .map(|c| c.committer().email().ok() == Some(COMMITTER_EMAIL))
-            .unwrap_or(false);
+        let ours =
+            r.peel_to_commit().map(|c| c.committer().email().ok() == Some(COMMITTER_EMAIL)).unwrap_or(false);
         if !ours {
             bail!("{refname} exists and was not made by this tool; delete or rename it first");
         }
@@ -172,7 +183,11 @@ fn commit_patch(repo: &Repository, p: &SeriesPatch, tree: Oid, parent: &git2::Co
 }
 
 /// Applies one diff to `tree`: strictly first, then three-way on the preimage blobs.
-fn apply_patch(repo: &Repository, tree: &git2::Tree, diff: &ParsedDiff) -> std::result::Result<(Oid, bool), ApplyFailure> {
+fn apply_patch(
+    repo: &Repository,
+    tree: &git2::Tree,
+    diff: &ParsedDiff,
+) -> std::result::Result<(Oid, bool), ApplyFailure> {
     let fail = |file: Option<String>, hunk: Option<String>, detail: String| ApplyFailure {
         number: 0,
         total: 0,
@@ -234,7 +249,12 @@ fn apply_tracked(
 
 /// What `git am -3` does: rebuild the tree the patch was made against from the blobs
 /// its `index` lines name, apply there, and merge that change into ours.
-fn three_way(repo: &Repository, ours: &git2::Tree, diff: &ParsedDiff, gdiff: &git2::Diff) -> std::result::Result<Oid, String> {
+fn three_way(
+    repo: &Repository,
+    ours: &git2::Tree,
+    diff: &ParsedDiff,
+    gdiff: &git2::Diff,
+) -> std::result::Result<Oid, String> {
     let mut builder = git2::build::TreeUpdateBuilder::new();
     for f in &diff.files {
         match (&f.old_path, &f.old_blob) {
@@ -259,8 +279,9 @@ fn three_way(repo: &Repository, ours: &git2::Tree, diff: &ParsedDiff, gdiff: &gi
     }
     let ancestor = builder.create_updated(repo, ours).map_err(|e| e.message().to_string())?;
     let ancestor = repo.find_tree(ancestor).map_err(|e| e.message().to_string())?;
-    let theirs = apply_tracked(repo, &ancestor, gdiff)
-        .map_err(|(f, _, m)| format!("does not apply to its own preimage either ({}: {m})", f.unwrap_or_default()))?;
+    let theirs = apply_tracked(repo, &ancestor, gdiff).map_err(|(f, _, m)| {
+        format!("does not apply to its own preimage either ({}: {m})", f.unwrap_or_default())
+    })?;
     let theirs = repo.find_tree(theirs).map_err(|e| e.message().to_string())?;
     let mut merged = repo.merge_trees(&ancestor, ours, &theirs, None).map_err(|e| e.message().to_string())?;
     if merged.has_conflicts() {

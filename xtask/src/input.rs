@@ -9,8 +9,9 @@ use std::path::{Path, PathBuf};
 /// The raw messages of FILE, or of the directory's patch files in name order; the
 /// index of a message here is its [`Mail::index`].
 pub fn read_raw_messages(path: &Path) -> Result<Vec<Vec<u8>>> {
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("cannot read {}: give an mbox, a patch or a directory of patches", path.display()))?;
+    let meta = std::fs::metadata(path).with_context(|| {
+        format!("cannot read {}: give an mbox, a patch or a directory of patches", path.display())
+    })?;
     let files = if meta.is_dir() { patch_files(path)? } else { vec![path.to_path_buf()] };
     let mut all = Vec::new();
     for f in files {

@@ -100,8 +100,7 @@ fn first_line(bytes: &[u8]) -> &[u8] {
 /// a plain `From ` at the start of a body line is not one.
 fn is_mbox_from_line(line: &[u8]) -> bool {
     static RE: LazyLock<Regex> = LazyLock::new(|| {
-        Regex::new(r"^From \S+ +(?:\w{3} +)?\w{3} +\d{1,2} +\d{1,2}:\d\d(?::\d\d)? +\d{4}\s*$")
-            .unwrap()
+        Regex::new(r"^From \S+ +(?:\w{3} +)?\w{3} +\d{1,2} +\d{1,2}:\d\d(?::\d\d)? +\d{4}\s*$").unwrap()
     });
     line.starts_with(b"From ") && std::str::from_utf8(line).is_ok_and(|l| RE.is_match(l))
 }
@@ -121,9 +120,7 @@ pub fn parse_message(raw: &[u8], index: usize) -> Result<Mail> {
     let parsed = mailparse::parse_mail(raw)
         .with_context(|| format!("message {} is not a readable mail", index + 1))?;
     let headers = &parsed.headers[..];
-    let get = |name: &str| {
-        mailparse::MailHeaderMap::get_first_value(headers, name).map(|v| clean_header(&v))
-    };
+    let get = |name: &str| mailparse::MailHeaderMap::get_first_value(headers, name).map(|v| clean_header(&v));
     if get("From").is_none() && get("Subject").is_none() {
         bail!(
             "message {} has no From: or Subject: header (a truncated mbox, or not a mail at all)",
@@ -135,10 +132,7 @@ pub fn parse_message(raw: &[u8], index: usize) -> Result<Mail> {
         .and_then(|v| v.into_iter().next())
         .unwrap_or(Addr { name: String::new(), email: String::new() });
     let list = |name: &str| -> Vec<Addr> {
-        mailparse::MailHeaderMap::get_all_headers(headers, name)
-            .into_iter()
-            .flat_map(addresses)
-            .collect()
+        mailparse::MailHeaderMap::get_all_headers(headers, name).into_iter().flat_map(addresses).collect()
     };
     let ids = |name: &str| get(name).map(|v| message_ids(&v)).unwrap_or_default();
     let body = text_body(&parsed)
@@ -159,11 +153,7 @@ pub fn parse_message(raw: &[u8], index: usize) -> Result<Mail> {
 
 /// Reads every message of a container; one bad message fails the whole input, naming it.
 pub fn parse_container(bytes: &[u8]) -> Result<Vec<Mail>> {
-    split_container(bytes)?
-        .iter()
-        .enumerate()
-        .map(|(i, raw)| parse_message(raw, i))
-        .collect()
+    split_container(bytes)?.iter().enumerate().map(|(i, raw)| parse_message(raw, i)).collect()
 }
 
 /// Header values end up in our own headers and terminal output: no control characters,
@@ -201,8 +191,7 @@ fn message_ids(value: &str) -> Vec<String> {
 /// RFC 2822 date with its numeric zone; `mailparse` gives the instant, we keep the zone
 /// because git records the author's own offset.
 pub fn parse_date(value: &str) -> Option<MailDate> {
-    static ZONE: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"\s([+-])(\d\d)(\d\d)(?:\s|\(|$)").unwrap());
+    static ZONE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\s([+-])(\d\d)(\d\d)(?:\s|\(|$)").unwrap());
     let timestamp = mailparse::dateparse(value).ok()?;
     let offset_minutes = ZONE
         .captures(value)

@@ -178,16 +178,7 @@ pub fn parse_patch_mail(mail: &Mail) -> Result<PatchMail> {
             prerequisite_patch_ids.push(v.trim().to_string());
         }
     }
-    Ok(PatchMail {
-        author,
-        date,
-        subject,
-        message,
-        trailers,
-        diff,
-        base_commit,
-        prerequisite_patch_ids,
-    })
+    Ok(PatchMail { author, date, subject, message, trailers, diff, base_commit, prerequisite_patch_ids })
 }
 
 fn parse_addr(value: &str) -> Option<Addr> {
@@ -238,9 +229,7 @@ pub fn reply_trailers(mail: &Mail) -> Vec<Trailer> {
             let key = c[1].to_ascii_lowercase();
             key.ends_with("-by") && key != "signed-off-by"
         })
-        .filter(|c| {
-            address_in(&c[2]).is_some_and(|a| a.eq_ignore_ascii_case(&from) && !from.is_empty())
-        })
+        .filter(|c| address_in(&c[2]).is_some_and(|a| a.eq_ignore_ascii_case(&from) && !from.is_empty()))
         .map(|c| Trailer { key: c[1].to_string(), value: clean_header(&c[2]) })
         .collect()
 }
@@ -296,10 +285,7 @@ pub fn parse_diff(lines: &[&str]) -> Result<Option<Diff>> {
                 created = true;
             } else if l.starts_with("deleted file mode ") {
                 deleted = true;
-            } else if let Some(p) = l
-                .strip_prefix("rename from ")
-                .or_else(|| l.strip_prefix("copy from "))
-            {
+            } else if let Some(p) = l.strip_prefix("rename from ").or_else(|| l.strip_prefix("copy from ")) {
                 a = Some(unquote(p));
             } else if let Some(p) = l.strip_prefix("rename to ").or_else(|| l.strip_prefix("copy to ")) {
                 b = Some(unquote(p));
@@ -350,11 +336,7 @@ pub fn parse_diff(lines: &[&str]) -> Result<Option<Diff>> {
                         file.insertions += 1;
                     }
                     Some(b'\\') => {}
-                    _ => bail!(
-                        "the diff of {} is truncated or corrupt at line `{}`",
-                        file_label(&a, &b),
-                        l
-                    ),
+                    _ => bail!("the diff of {} is truncated or corrupt at line `{}`", file_label(&a, &b), l),
                 }
                 push_line(&mut text, l);
                 i += 1;

@@ -81,7 +81,10 @@ pub fn existing_default() -> Result<PathBuf> {
     let m = manifest()?;
     let p = tree_path(&m.default);
     if !p.join(".git").exists() {
-        bail!("the reference tree {} is not provisioned yet: run `cargo xtask ref`, or pass --tree DIR", m.default);
+        bail!(
+            "the reference tree {} is not provisioned yet: run `cargo xtask ref`, or pass --tree DIR",
+            m.default
+        );
     }
     Ok(p)
 }
@@ -91,7 +94,10 @@ pub fn provision(name: Option<&str>) -> Result<RefTree> {
     let m = manifest()?;
     let name = name.unwrap_or(&m.default).to_string();
     let Some(spec) = m.refs.get(&name) else {
-        bail!("no reference named {name} in linux-ref/refs.yaml (known: {})", m.refs.keys().cloned().collect::<Vec<_>>().join(", "));
+        bail!(
+            "no reference named {name} in linux-ref/refs.yaml (known: {})",
+            m.refs.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
     };
     let dest = tree_path(&name);
     if let Ok(repo) = git2::Repository::open(&dest) {
@@ -102,7 +108,13 @@ pub fn provision(name: Option<&str>) -> Result<RefTree> {
     let Some(deb) = &spec.debian else {
         bail!("reference {name} has no source this tool can fetch");
     };
-    host::require(&[("dpkg-deb", "dpkg"), ("xz", "xz-utils"), ("tar", "tar"), ("git", "git"), ("apt-get", "apt")])?;
+    host::require(&[
+        ("dpkg-deb", "dpkg"),
+        ("xz", "xz-utils"),
+        ("tar", "tar"),
+        ("git", "git"),
+        ("apt-get", "apt"),
+    ])?;
     let sh = Shell::new()?;
     let work = cache_root().join("work");
     sh.create_dir(&work)?;
@@ -156,7 +168,10 @@ fn fetch_debian(sh: &Shell, deb: &DebianSource, work: &Path) -> Result<PathBuf> 
     let list = apt.join("sources.list");
     sh.write_file(
         &list,
-        format!("deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {mirror} {} main\n", deb.suite),
+        format!(
+            "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {mirror} {} main\n",
+            deb.suite
+        ),
     )?;
     let opts = &[
         format!("-o=Dir::Etc::SourceList={}", list.display()),
@@ -168,13 +183,18 @@ fn fetch_debian(sh: &Shell, deb: &DebianSource, work: &Path) -> Result<PathBuf> 
     let debs = apt.join("debs");
     let existing = |sh: &Shell| -> Result<Option<PathBuf>> {
         Ok(sh.read_dir(&debs)?.into_iter().find(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{}_", deb.package)) && n.ends_with(".deb"))
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&format!("{}_", deb.package)) && n.ends_with(".deb"))
         }))
     };
     if let Some(p) = existing(sh)? {
         return Ok(p);
     }
-    cmd!(sh, "apt-get -q {opts...} update").quiet().run().context("apt-get update with the private sources list failed")?;
+    cmd!(sh, "apt-get -q {opts...} update")
+        .quiet()
+        .run()
+        .context("apt-get update with the private sources list failed")?;
     let _dir = sh.push_dir(&debs);
     let pinned = format!("{}={}", deb.package, deb.version);
     if cmd!(sh, "apt-get -q {opts...} download {pinned}").quiet().run().is_err() {

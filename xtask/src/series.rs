@@ -211,9 +211,8 @@ pub fn build_mailbox(mails: &[Mail]) -> Result<Mailbox> {
             prerequisite_patch_ids: vec![],
             tags: tags_of.get(&rev).cloned().unwrap_or_default(),
         });
-        let pm = patch::parse_patch_mail(m).map_err(|e| {
-            anyhow::anyhow!("{}: {e:#}", quote_subject(&m.subject))
-        })?;
+        let pm = patch::parse_patch_mail(m)
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}", quote_subject(&m.subject)))?;
         if number == 0 {
             r.cover = Some(Cover {
                 raw_subject: m.subject.clone(),
@@ -354,9 +353,10 @@ pub fn choose(mailbox: &Mailbox, choice: Choice) -> Result<Series> {
     let versions: Vec<u32> = mailbox.revisions.keys().copied().collect();
     let list = versions.iter().map(|v| format!("v{v}")).collect::<Vec<_>>().join(", ");
     let rev = match choice.revision {
-        Some(v) => mailbox.revisions.get(&v).ok_or_else(|| {
-            anyhow::anyhow!("there is no v{v} in the input; it has {list}")
-        })?,
+        Some(v) => mailbox
+            .revisions
+            .get(&v)
+            .ok_or_else(|| anyhow::anyhow!("there is no v{v} in the input; it has {list}"))?,
         None => mailbox.revisions.values().next_back().unwrap(),
     };
     if !rev.missing.is_empty() && !choice.partial {
@@ -471,10 +471,11 @@ pub fn summary(s: &Series) -> String {
             for f in &d.files {
                 let _ = writeln!(
                     o,
-                    "      {:width$} | {:>4} {}",
+                    "      {:width$} | {:>4} {}{}",
                     f.path(),
                     f.insertions + f.deletions,
-                    format!("{}{}", "+".repeat(f.insertions.min(30)), "-".repeat(f.deletions.min(30)))
+                    "+".repeat(f.insertions.min(30)),
+                    "-".repeat(f.deletions.min(30))
                 );
                 ins += f.insertions;
                 del += f.deletions;
@@ -510,9 +511,15 @@ mod tests {
         assert_eq!((t.revision, t.position), (3, Some((0, 12))));
         assert_eq!(t.tags, vec!["RFC"]);
         let t = parse_subject("[PATCH mm-unstable v2 2/3] x");
-        assert_eq!((t.revision, t.position, t.tags.clone()), (2, Some((2, 3)), vec!["mm-unstable".to_string()]));
+        assert_eq!(
+            (t.revision, t.position, t.tags.clone()),
+            (2, Some((2, 3)), vec!["mm-unstable".to_string()])
+        );
         let t = parse_subject("[PATCH HOTFIX 6.17] mm/mremap: x");
-        assert_eq!((t.revision, t.position, t.tags.clone()), (1, None, vec!["HOTFIX".to_string(), "6.17".to_string()]));
+        assert_eq!(
+            (t.revision, t.position, t.tags.clone()),
+            (1, None, vec!["HOTFIX".to_string(), "6.17".to_string()])
+        );
         let t = parse_subject("[PATCH RESEND] x");
         assert_eq!(t.tags, vec!["RESEND"]);
         let t = parse_subject("Re: RE: [PATCH v4 3/4] mm: Optimize");

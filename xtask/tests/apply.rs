@@ -25,7 +25,13 @@ fn facts(repo: &Repository, id: Oid) -> CommitFacts {
     CommitFacts {
         tree: c.tree_id().to_string(),
         message: c.message().unwrap().to_string(),
-        author: format!("{} <{}> {} {}", a.name().unwrap(), a.email().unwrap(), a.when().seconds(), a.when().offset_minutes()),
+        author: format!(
+            "{} <{}> {} {}",
+            a.name().unwrap(),
+            a.email().unwrap(),
+            a.when().seconds(),
+            a.when().offset_minutes()
+        ),
     }
 }
 
@@ -48,11 +54,17 @@ fn mbox_for_git_am(path: &Path, s: &series::Series, out: &Path) {
 
 /// Applies `mbox` on `base` in `repo_dir` with our code and, in a clone, with git am;
 /// asserts both give the same commits. Returns what we applied.
-fn assert_same_as_git_am(repo_dir: &Path, mbox: &Path, choice: series::Choice, base: &str) -> Vec<apply::AppliedPatch> {
+fn assert_same_as_git_am(
+    repo_dir: &Path,
+    mbox: &Path,
+    choice: series::Choice,
+    base: &str,
+) -> Vec<apply::AppliedPatch> {
     let repo = Repository::open(repo_dir).unwrap();
     let s = input::read_series(mbox, choice).unwrap();
-    let ours = apply::apply_series(&repo, &s, Oid::from_str(base).unwrap(), &format!("refs/heads/eval/{}", s.slug))
-        .unwrap_or_else(|e| panic!("{}: {e:#}", mbox.display()));
+    let ours =
+        apply::apply_series(&repo, &s, Oid::from_str(base).unwrap(), &format!("refs/heads/eval/{}", s.slug))
+            .unwrap_or_else(|e| panic!("{}: {e:#}", mbox.display()));
 
     let scratch = tempfile::tempdir().unwrap();
     let clone = scratch.path().join("am");
@@ -140,7 +152,12 @@ fn shipped_series_apply_exactly_like_git_am() {
         for &rev in mb.revisions.keys() {
             let choice = series::Choice { revision: Some(rev), partial: false };
             let s = input::read_series(&mbox, choice).unwrap();
-            assert_eq!(s.base_commit.as_deref(), Some(tree.commit.as_str()), "{} names another base", mbox.display());
+            assert_eq!(
+                s.base_commit.as_deref(),
+                Some(tree.commit.as_str()),
+                "{} names another base",
+                mbox.display()
+            );
             let applied = assert_same_as_git_am(&tree.path, &mbox, choice, &tree.commit);
             assert!(applied.iter().all(|p| !p.three_way), "{} v{rev} needed three-way", mbox.display());
         }
@@ -157,7 +174,9 @@ fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
             // Objects, refs and logs are what we write; everything else must not move.
             !(p.starts_with(".git/objects") || p.starts_with(".git/refs") || p.starts_with(".git/logs"))
         })
-        .map(|e| (e.path().strip_prefix(dir).unwrap().display().to_string(), std::fs::read(e.path()).unwrap()))
+        .map(|e| {
+            (e.path().strip_prefix(dir).unwrap().display().to_string(), std::fs::read(e.path()).unwrap())
+        })
         .collect();
     out.sort();
     out
@@ -209,7 +228,8 @@ fn escaping_paths_are_refused_before_anything_is_written() {
     let objects = || git(tmp.path(), &["count-objects", "-v"]);
     let before = objects();
     for name in ["escape-dotdot.mbox", "escape-absolute.mbox", "escape-dotgit.mbox"] {
-        let err = input::read_series(&data(&format!("series/{name}")), series::Choice::default()).unwrap_err();
+        let err =
+            input::read_series(&data(&format!("series/{name}")), series::Choice::default()).unwrap_err();
         assert!(format!("{err:#}").contains("refusing the series, nothing was written"), "{err:#}");
     }
     assert_eq!(objects(), before);

@@ -32,11 +32,21 @@ fn every_fixture_matches_its_golden() {
 
 #[test]
 fn older_revision_and_partial_on_request() {
-    let v1 = render(&common::data("series/mixed-v1-v2.mbox"), series::Choice { revision: Some(1), partial: false });
+    let v1 = render(
+        &common::data("series/mixed-v1-v2.mbox"),
+        series::Choice { revision: Some(1), partial: false },
+    );
     expect_file!["data/series-golden/mixed-v1-v2.mbox.rev1.txt"].assert_eq(&v1);
-    let none = render(&common::data("series/mixed-v1-v2.mbox"), series::Choice { revision: Some(4), partial: false });
-    assert_eq!(none, "error: tests/data/series/mixed-v1-v2.mbox: there is no v4 in the input; it has v1, v2\n");
-    let partial = render(&common::data("series/missing-patch.mbox"), series::Choice { revision: None, partial: true });
+    let none = render(
+        &common::data("series/mixed-v1-v2.mbox"),
+        series::Choice { revision: Some(4), partial: false },
+    );
+    assert_eq!(
+        none,
+        "error: tests/data/series/mixed-v1-v2.mbox: there is no v4 in the input; it has v1, v2\n"
+    );
+    let partial =
+        render(&common::data("series/missing-patch.mbox"), series::Choice { revision: None, partial: true });
     expect_file!["data/series-golden/missing-patch.mbox.partial.txt"].assert_eq(&partial);
 }
 
@@ -50,11 +60,17 @@ fn json_model_of_a_thread() {
 #[test]
 fn forged_and_quoted_trailers_do_not_count() {
     let s = input::read_series(&common::data("series/good-v2.mbox"), series::Choice::default()).unwrap();
-    let all: Vec<String> =
-        s.patches.iter().flat_map(|p| p.follow_up_trailers.iter().map(|t| format!("{}/{}", p.number, t.value))).collect();
+    let all: Vec<String> = s
+        .patches
+        .iter()
+        .flat_map(|p| p.follow_up_trailers.iter().map(|t| format!("{}/{}", p.number, t.value)))
+        .collect();
     assert!(!all.iter().any(|t| t.contains("alice@")), "relayed trailer counted: {all:?}");
     // Carla's reply quotes Tomasz's tag; only her own Acked-by counts, for patch 1 only.
-    assert_eq!(all.iter().filter(|t| t.contains("carla@")).collect::<Vec<_>>(), vec!["1/Carla Reviewer <carla@example.org>"]);
+    assert_eq!(
+        all.iter().filter(|t| t.contains("carla@")).collect::<Vec<_>>(),
+        vec!["1/Carla Reviewer <carla@example.org>"]
+    );
     // Tomasz's reply to the cover letter counts for every patch.
     assert_eq!(all.iter().filter(|t| t.contains("tnowak@")).count(), 3);
 }

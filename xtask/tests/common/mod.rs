@@ -26,9 +26,12 @@ fn commit_all(repo: &Repository, when: i64, message: &str) -> Oid {
 
 /// A checkout of the toy tree at TOY_BASE (with TOY_BASE0 as its parent) in `dir`.
 pub fn toy_repo(dir: &Path) -> Repository {
-    let repo = git2::Repository::init_opts(dir, git2::RepositoryInitOptions::new().initial_head("main")).unwrap();
+    let repo =
+        git2::Repository::init_opts(dir, git2::RepositoryInitOptions::new().initial_head("main")).unwrap();
     let base = data("base");
-    for e in walkdir::WalkDir::new(&base).into_iter().filter_map(|e| e.ok()).filter(|e| e.file_type().is_file()) {
+    for e in
+        walkdir::WalkDir::new(&base).into_iter().filter_map(|e| e.ok()).filter(|e| e.file_type().is_file())
+    {
         let dest = dir.join(e.path().strip_prefix(&base).unwrap());
         std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
         std::fs::copy(e.path(), &dest).unwrap();

@@ -1,0 +1,77 @@
+//! The command line as a user meets it: bad input gives a non-zero exit and exactly
+//! one line on stderr that says what is wrong; good input prints the summary.
+
+mod common;
+
+use std::process::Command;
+
+fn xtask(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn bad_inputs_fail_with_one_clear_line() {
+    let cases = [
+        ("empty.mbox", "the input is empty"),
+        ("truncated.mbox", "ends in the middle of a hunk"),
+        ("no-diff.mbox", "has no diff"),
+        ("missing-patch.mbox", "v2 is incomplete: patch 2/3 missing"),
+        ("escape-dotdot.mbox", "escapes the tree"),
+        ("escape-absolute.mbox", "is absolute"),
+        ("escape-dotgit.mbox", "points into `.git`"),
+        ("garbage.txt", "no From: or Subject: header"),
+    ];
+    for (name, needle) in cases {
+        let path = format!("tests/data/series/{name}");
+        let (ok, stdout, stderr) = xtask(&["series", &path]);
+        assert!(!ok, "{name} succeeded");
+        assert!(stdout.is_empty(), "{name} printed {stdout}");
+        assert_eq!(stderr.lines().count(), 1, "{name}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("error: {path}: ")) && stderr.contains(needle),
+            "{name}: {stderr}"
+        );
+    }
+    let (ok, _, stderr) = xtask(&["series", "tests/data/series/no-such-file"]);
+    assert!(!ok && stderr.contains("cannot read tests/data/series/no-such-file"), "{stderr}");
+}
+
+#[test]
+fn apply_failure_exits_non_zero_and_names_the_hunk() {
+    let tmp = tempfile::tempdir().unwrap();
+    common::toy_repo(tmp.path());
+    let tree = tmp.path().to_str().unwrap();
+    let (ok, _, stderr) = xtask(&["apply", "tests/data/series/does-not-apply.mbox", "--tree", tree]);
+    assert!(!ok);
+    assert!(
+        stderr.starts_with(
+            "error: patch 1/1 \"toy: count present entries as booleans\" does not apply: mm/toy.c, hunk #1"
+        ),
+        "{stderr}"
+    );
+    let (ok, stdout, stderr) = xtask(&["apply", "tests/data/series/good-v2.mbox", "--tree", tree]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("refs/heads/eval/toy-batching-groundwork-v2 -> "), "{stdout}");
+    let (ok, _, stderr) = xtask(&["apply", "tests/data/series/good-v2.mbox", "--tree", "/nonexistent"]);
+    assert!(!ok && stderr.contains("/nonexistent is not a git repository"), "{stderr}");
+}
+
+#[test]
+fn series_json_is_machine_readable() {
+    let (ok, stdout, stderr) =
+        xtask(&["series", "--json", "--rev", "1", "tests/data/series/mixed-v1-v2.mbox"]);
+    assert!(ok, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(v["chosen"]["version"], 1);
+    assert_eq!(v["chosen"]["patches"].as_array().unwrap().len(), 2);
+    assert_eq!(v["mailbox"]["revisions"].as_object().unwrap().len(), 2);
+}
