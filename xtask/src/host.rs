@@ -37,6 +37,19 @@ pub fn require(tools: &[(&str, &str)]) -> Result<()> {
     Ok(())
 }
 
+/// Like [`require`], for header files and other files a package ships.
+pub fn require_files(files: &[(&str, &str)]) -> Result<()> {
+    let missing: Vec<&str> = files.iter().filter(|(f, _)| !Path::new(f).exists()).map(|(_, p)| *p).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    install(&missing)?;
+    if let Some((f, _)) = files.iter().find(|(f, _)| !Path::new(f).exists()) {
+        bail!("still missing after installing {}: {f}", missing.join(" "));
+    }
+    Ok(())
+}
+
 /// `apt-get install` as root; otherwise the exact command for the user.
 pub fn install(packages: &[&str]) -> Result<()> {
     if !is_root() || !have("apt-get") {

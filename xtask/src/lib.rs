@@ -2,9 +2,14 @@
 //! ARCHITECTURE.md at the top of the repository is the map.
 
 pub mod apply;
+pub mod arch;
+pub mod build;
 pub mod host;
 pub mod input;
+pub mod kconfig;
 pub mod mail;
 pub mod patch;
+pub mod qemu;
 pub mod reftree;
 pub mod series;
+pub mod tree;

@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use xtask::{apply, input, reftree, series};
+use xtask::{apply, arch, build, input, qemu, reftree, series, tree};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Evaluate linux-mm patch series: apply, build, boot, measure, reply")]
@@ -35,6 +35,24 @@ enum Command {
         #[arg(long)]
         base: Option<String>,
     },
+    /// Build kernels: the base, or with a series the baseline and then the patched tree,
+    /// for each architecture (images and metadata are stored in the cache).
+    Build {
+        /// A series to apply first (default: build only the base).
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        pick: Pick,
+        #[command(flatten)]
+        tree: TreeArgs,
+        /// Base commit (default: the series' base-commit when the tree has it, else HEAD).
+        #[arg(long)]
+        base: Option<String>,
+        #[command(flatten)]
+        build: BuildArgs,
+        /// Boot each image under QEMU to its console (a smoke test).
+        #[arg(long)]
+        smoke: bool,
+    },
     /// Fetch and import a reference tree from linux-ref/refs.yaml into the cache.
     Ref {
         /// A name from linux-ref/refs.yaml (default: the manifest's default).
@@ -63,6 +81,53 @@ struct TreeArgs {
     /// Your own kernel checkout (never modified); default: the reference tree.
     #[arg(long)]
     tree: Option<PathBuf>,
+    /// A reference tree from linux-ref/refs.yaml (default: its default, v7.2).
+    #[arg(long = "ref", conflicts_with = "tree")]
+    reference: Option<String>,
+}
+
+impl TreeArgs {
+    fn resolve(&self) -> Result<tree::TreeHandle> {
+        tree::resolve(self.tree.as_deref(), self.reference.as_deref())
+    }
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    /// Architectures, comma-separated: x86_64, arm64, ppc64le, or all.
+    #[arg(long, default_value = "all")]
+    arch: String,
+    /// Build with clang/LLVM (LLVM=1) instead of gcc.
+    #[arg(long)]
+    llvm: bool,
+    /// Do not use ccache even when it is installed.
+    #[arg(long)]
+    no_ccache: bool,
+    /// make -j (default: the number of CPUs).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// An extra Kconfig fragment merged after ours (repeatable); checked like ours.
+    #[arg(long = "config", value_name = "FRAGMENT")]
+    configs: Vec<PathBuf>,
+}
+
+impl BuildArgs {
+    fn options(&self) -> build::BuildOptions {
+        let mut o = build::BuildOptions {
+            llvm: self.llvm,
+            ccache: !self.no_ccache,
+            extra_fragments: self.configs.clone(),
+            ..Default::default()
+        };
+        if let Some(j) = self.jobs {
+            o.jobs = j.max(1);
+        }
+        o
+    }
+}
+
+fn qemu_check(name: &str) -> Result<()> {
+    build::check_qemu(&arch::table()?[name])
 }
 
 fn main() -> ExitCode {
@@ -89,18 +154,59 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Apply { file, pick, tree, base } => {
             let s = input::read_series(&file, pick.choice())?;
-            let tree = match tree.tree {
-                Some(t) => t,
-                None => reftree::existing_default()?,
-            };
-            let applied = apply::apply_to_repo(&tree, &s, base.as_deref())?;
-            println!("Applied v{} of \"{}\" to {}", s.version, s.subject(), tree.display());
+            let tree = tree.resolve()?;
+            let applied = apply::apply_to_repo(&tree.repo_path, &s, base.as_deref())?;
+            println!("Applied v{} of \"{}\" to {}", s.version, s.subject(), tree.label);
             println!("  base {} ({})", applied.base, applied.base_source);
             for p in &applied.patches {
                 let how = if p.three_way { "  (three-way)" } else { "" };
                 println!("  {} {}/{} {}{how}", &p.commit[..12], p.number, s.patches.len(), p.subject);
             }
             println!("  {} -> {}", applied.refname, applied.tip);
+        }
+        Command::Build { file, pick, tree, base, build: b, smoke } => {
+            let arches = arch::parse_list(&b.arch)?;
+            let tree = tree.resolve()?;
+            let variants = match &file {
+                Some(f) => {
+                    let s = input::read_series(f, pick.choice())?;
+                    let applied = apply::apply_to_repo(&tree.repo_path, &s, base.as_deref())?;
+                    println!("Applied v{} of \"{}\" as {}", s.version, s.subject(), applied.refname);
+                    vec![("baseline", applied.base), ("patched", applied.tip)]
+                }
+                None => vec![("baseline", tree::resolve_commit(&tree, base.as_deref().unwrap_or("HEAD"))?)],
+            };
+            let results = build::build_variants(&tree, &variants, &arches, &b.options());
+            let mut failed = 0;
+            for r in &results {
+                match &r.outcome {
+                    Ok(a) => {
+                        let how = if a.reused { "stored" } else { "built" };
+                        println!(
+                            "{:<8} {:<9} {} {how} in {:>5.1} s  {}",
+                            r.arch,
+                            r.variant,
+                            &r.commit[..12],
+                            a.meta.seconds,
+                            a.image.display()
+                        );
+                        if smoke {
+                            qemu_check(&r.arch)?;
+                            let log = a.dir.join("smoke-serial.log");
+                            let table = arch::table()?;
+                            let banner = qemu::smoke(&table[&r.arch], &a.image, &log)?;
+                            println!("{:<8} {:<9} boots: {banner}", r.arch, r.variant);
+                        }
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        println!("{:<8} {:<9} {} FAILED: {e:#}", r.arch, r.variant, &r.commit[..12]);
+                    }
+                }
+            }
+            if failed > 0 {
+                anyhow::bail!("{failed} of {} builds failed", results.len());
+            }
         }
         Command::Ref { name } => {
             let r = reftree::provision(name.as_deref())?;

@@ -76,19 +76,6 @@ pub fn tree_path(name: &str) -> PathBuf {
     cache_root().join("trees").join(name)
 }
 
-/// The default reference tree, which must already be provisioned.
-pub fn existing_default() -> Result<PathBuf> {
-    let m = manifest()?;
-    let p = tree_path(&m.default);
-    if !p.join(".git").exists() {
-        bail!(
-            "the reference tree {} is not provisioned yet: run `cargo xtask ref`, or pass --tree DIR",
-            m.default
-        );
-    }
-    Ok(p)
-}
-
 /// Fetches and imports NAME (default: the manifest's default) unless already there.
 pub fn provision(name: Option<&str>) -> Result<RefTree> {
     let m = manifest()?;

@@ -1,0 +1,597 @@
+//! Kernel builds: one source checkout per tree and one build directory (O=) per
+//! (tree, architecture) in the cache, reused across runs so that the patched build
+//! after the baseline recompiles only what the series touched. Each finished build's
+//! image, .config, System.map, log and metadata are copied out per (commit, config), so
+//! a later build cannot overwrite them and a repeated request is answered from there.
+
+use crate::arch::Arch;
+use crate::reftree::{cache_root, project_root};
+use crate::tree::TreeHandle;
+use crate::{host, kconfig};
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use xshell::{cmd, Shell};
+
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub llvm: bool,
+    pub jobs: usize,
+    /// Use ccache when it is installed.
+    pub ccache: bool,
+    /// The user's own fragments, merged after ours (their builds get their own O=).
+    pub extra_fragments: Vec<PathBuf>,
+}
+
+impl Default for BuildOptions {
+    fn default() -> Self {
+        let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        BuildOptions { llvm: false, jobs, ccache: true, extra_fragments: Vec::new() }
+    }
+}
+
+/// What is recorded next to every image.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BuildMeta {
+    pub arch: String,
+    pub tree: String,
+    pub commit: String,
+    pub llvm: bool,
+    pub compiler: String,
+    /// Hash of everything that decides the .config (base target, fragments, compiler).
+    pub config_input: String,
+    /// git blob id of the final .config.
+    pub config_hash: String,
+    pub fragments: Vec<String>,
+    pub make_target: String,
+    pub image: String,
+    pub jobs: usize,
+    pub ccache: bool,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Artifacts {
+    pub dir: PathBuf,
+    pub image: PathBuf,
+    pub meta: BuildMeta,
+    /// Answered from the artifact store without running make.
+    pub reused: bool,
+}
+
+/// A build that failed: a result about the tree under test, with the compiler's words.
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildFailure {
+    pub arch: String,
+    pub commit: String,
+    pub step: String,
+    pub errors: Vec<String>,
+    pub log: PathBuf,
+}
+
+impl fmt::Display for BuildFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} build of {} failed at {} (log: {})",
+            self.arch,
+            &self.commit[..12],
+            self.step,
+            self.log.display()
+        )?;
+        for e in &self.errors {
+            write!(f, "\n    {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for BuildFailure {}
+
+/// The name of a build directory: architecture, toolchain, and the user's fragments.
+fn variant_dir(arch: &Arch, opts: &BuildOptions) -> String {
+    let mut name = arch.name.clone();
+    if opts.llvm {
+        name.push_str("-llvm");
+    }
+    if !opts.extra_fragments.is_empty() {
+        let mut all = Vec::new();
+        for f in &opts.extra_fragments {
+            all.extend(std::fs::read(f).unwrap_or_default());
+        }
+        name.push_str(&format!("-x{}", &blob_id(&all)[..8]));
+    }
+    name
+}
+
+pub fn build_dir(tree: &TreeHandle, arch: &Arch, opts: &BuildOptions) -> PathBuf {
+    cache_root().join("build").join(&tree.key).join(variant_dir(arch, opts))
+}
+
+/// The compiler the kernel is built with, by its own `--version`.
+pub fn compiler_cmd(arch: &Arch, opts: &BuildOptions) -> String {
+    if opts.llvm {
+        "clang".to_string()
+    } else {
+        format!("{}gcc", arch.cross_compile)
+    }
+}
+
+/// make's variables for this arch and toolchain (no target, no -j).
+pub fn make_vars(arch: &Arch, build_dir: &Path, opts: &BuildOptions, ccache: bool) -> Vec<String> {
+    let mut v = vec![format!("O={}", build_dir.display()), format!("ARCH={}", arch.make_arch)];
+    if !arch.cross_compile.is_empty() {
+        v.push(format!("CROSS_COMPILE={}", arch.cross_compile));
+    }
+    if opts.llvm {
+        v.push("LLVM=1".to_string());
+    }
+    if ccache {
+        v.push(format!("CC=ccache {}", compiler_cmd(arch, opts)));
+    }
+    v
+}
+
+/// The full make argv of the kernel build (golden-tested).
+pub fn make_argv(arch: &Arch, build_dir: &Path, opts: &BuildOptions, ccache: bool) -> Vec<String> {
+    let mut v = make_vars(arch, build_dir, opts, ccache);
+    v.push(format!("-j{}", opts.jobs));
+    v.push(arch.make_target.clone());
+    v
+}
+
+/// Fragments in merge order, with their text.
+fn fragments(arch: &Arch, opts: &BuildOptions) -> Result<Vec<(PathBuf, String)>> {
+    let dir = project_root().join("linux-ref/config");
+    [dir.join("common.config"), dir.join(&arch.fragment)]
+        .into_iter()
+        .chain(opts.extra_fragments.iter().cloned())
+        .map(|p| {
+            let text = std::fs::read_to_string(&p)
+                .with_context(|| format!("cannot read fragment {}", p.display()))?;
+            let p = std::fs::canonicalize(&p).unwrap_or(p);
+            Ok((p, text))
+        })
+        .collect()
+}
+
+/// Whether any Kconfig file differs between two commits (then olddefconfig must run).
+fn kconfig_changed(tree: &TreeHandle, from: Option<&str>, to: &str) -> bool {
+    let Some(from) = from else { return true };
+    if from == to {
+        return false;
+    }
+    let check = || -> Result<bool, git2::Error> {
+        let repo = git2::Repository::open(&tree.repo_path)?;
+        let a = repo.revparse_single(from)?.peel_to_tree()?;
+        let b = repo.revparse_single(to)?.peel_to_tree()?;
+        let diff = repo.diff_tree_to_tree(Some(&a), Some(&b), None)?;
+        Ok(diff.deltas().any(|d| {
+            [d.old_file().path(), d.new_file().path()].into_iter().flatten().any(|p| {
+                p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("Kconfig"))
+                    || p.starts_with("scripts/kconfig")
+            })
+        }))
+    };
+    check().unwrap_or(true)
+}
+
+fn blob_id(data: &[u8]) -> String {
+    git2::Oid::hash_object(git2::ObjectType::Blob, data).map(|o| o.to_string()).unwrap_or_default()
+}
+
+/// Makes sure the host can build `arch`: tools, headers, the (cross) compiler.
+pub fn check_toolchain(arch: &Arch, opts: &BuildOptions) -> Result<()> {
+    let mut tools = vec![
+        ("make", "make"),
+        ("bc", "bc"),
+        ("flex", "flex"),
+        ("bison", "bison"),
+        ("perl", "perl"),
+        ("git", "git"),
+        ("cpio", "cpio"),
+        ("xz", "xz-utils"),
+    ];
+    let cc = compiler_cmd(arch, opts);
+    if opts.llvm {
+        tools.extend([("clang", "clang"), ("ld.lld", "lld"), ("llvm-ar", "llvm")]);
+    } else {
+        tools.push((cc.as_str(), arch.compiler_package.as_str()));
+    }
+    host::require(&tools)?;
+    host::require_files(&[
+        ("/usr/include/gelf.h", "libelf-dev"),
+        ("/usr/include/openssl/ssl.h", "libssl-dev"),
+    ])
+}
+
+/// Builds `commit` of `tree` for `arch`, or returns the stored artifacts of an earlier
+/// identical build. A failed build is a [`BuildFailure`] inside the error.
+pub fn build(
+    tree: &TreeHandle,
+    commit: &str,
+    arch: &Arch,
+    opts: &BuildOptions,
+    label: &str,
+) -> Result<Artifacts> {
+    check_toolchain(arch, opts)?;
+    let sh = Shell::new()?;
+    let cc = compiler_cmd(arch, opts);
+    let compiler = cmd!(sh, "{cc} --version").quiet().read()?.lines().next().unwrap_or("").to_string();
+    let frags = fragments(arch, opts)?;
+    let mut input = format!("tinyconfig\n{compiler}\nllvm={}\n", opts.llvm);
+    for (p, t) in &frags {
+        input.push_str(&format!("{}\n{t}", p.file_name().unwrap().to_string_lossy()));
+    }
+    let config_input = blob_id(input.as_bytes());
+    let store = cache_root()
+        .join("artifacts")
+        .join(&tree.key)
+        .join(variant_dir(arch, opts))
+        .join(format!("{commit}-{}", &config_input[..12]));
+    if let Some(a) = stored(&store)? {
+        return Ok(a);
+    }
+
+    let _lock = lock(&tree.key)?;
+    let started = Instant::now();
+    let src = checkout(&sh, tree, commit)?;
+    let dir = build_dir(tree, arch, opts);
+    sh.create_dir(&dir)?;
+    let ccache = opts.ccache && host::have("ccache");
+    let log_path = dir.join(".mmeval-build.log");
+    let mut log = std::fs::File::create(&log_path)?;
+    writeln!(log, "# {label}: {} {commit} for {}", tree.label, arch.name)?;
+
+    // Configuration: tinyconfig + fragments once per input; olddefconfig again only
+    // when a Kconfig file changed since (a series may add or change options).
+    let requested: BTreeMap<String, String> = frags.iter().flat_map(|(_, t)| kconfig::parse(t)).collect();
+    let key_file = dir.join(".mmeval-config-key");
+    let commit_file = dir.join(".mmeval-config-commit");
+    let vars = make_vars(arch, &dir, opts, false);
+    let fail = |step: &str, errors: Vec<String>| -> anyhow::Error {
+        anyhow::Error::new(BuildFailure {
+            arch: arch.name.clone(),
+            commit: commit.to_string(),
+            step: step.to_string(),
+            errors,
+            log: log_path.clone(),
+        })
+    };
+    {
+        let _cwd = sh.push_dir(&src);
+        let mut steps: Vec<Vec<String>> = Vec::new();
+        let fresh = std::fs::read_to_string(&key_file).ok().as_deref() != Some(config_input.as_str());
+        let last = std::fs::read_to_string(&commit_file).ok();
+        if fresh {
+            let _ = std::fs::remove_file(&key_file);
+            steps.push(
+                vec!["make".into(), "-s".into()]
+                    .into_iter()
+                    .chain(vars.clone())
+                    .chain(["tinyconfig".into()])
+                    .collect(),
+            );
+            let mut merge = vec![
+                "scripts/kconfig/merge_config.sh".to_string(),
+                "-m".into(),
+                "-O".into(),
+                dir.display().to_string(),
+                dir.join(".config").display().to_string(),
+            ];
+            merge.extend(frags.iter().map(|(p, _)| p.display().to_string()));
+            steps.push(merge);
+        }
+        if fresh || kconfig_changed(tree, last.as_deref().map(str::trim), commit) {
+            steps.push(
+                vec!["make".into(), "-s".into()]
+                    .into_iter()
+                    .chain(vars.clone())
+                    .chain(["olddefconfig".into()])
+                    .collect(),
+            );
+        }
+        for argv in steps {
+            let (prog, args) = argv.split_first().unwrap();
+            let out = cmd!(sh, "{prog} {args...}").quiet().ignore_status().output()?;
+            log.write_all(&out.stdout)?;
+            log.write_all(&out.stderr)?;
+            if !out.status.success() {
+                let text = String::from_utf8_lossy(&out.stderr);
+                return Err(fail("configuration", compiler_errors(&text)));
+            }
+        }
+    }
+    let config = std::fs::read_to_string(dir.join(".config"))?;
+    let lost = kconfig::missing(&requested, &config);
+    if !lost.is_empty() {
+        writeln!(log, "options that did not survive olddefconfig: {lost:?}")?;
+        return Err(fail("configuration (options the fragments ask for did not survive olddefconfig)", lost));
+    }
+    std::fs::write(&key_file, &config_input)?;
+    std::fs::write(&commit_file, commit)?;
+
+    // The build itself, streamed to the log and the progress bar.
+    let argv = make_argv(arch, &dir, opts, ccache);
+    let steps_file = dir.join(".mmeval-steps");
+    let expected: u64 =
+        std::fs::read_to_string(&steps_file).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+    let pb = progress(&format!("{} {label}", arch.name), expected);
+    let mut command = Command::from(cmd!(sh, "make {argv...}").quiet());
+    command.current_dir(&src).stdin(Stdio::null());
+    let (ok, steps, tail) = stream(command, &mut log, &pb)?;
+    pb.finish_and_clear();
+    if !ok {
+        return Err(fail("make", compiler_errors(&tail)));
+    }
+    if expected == 0 || steps > expected / 2 {
+        std::fs::write(&steps_file, steps.to_string())?;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let meta = BuildMeta {
+        arch: arch.name.clone(),
+        tree: tree.label.clone(),
+        commit: commit.to_string(),
+        llvm: opts.llvm,
+        compiler,
+        config_input,
+        config_hash: blob_id(config.as_bytes()),
+        fragments: frags.iter().map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned()).collect(),
+        make_target: arch.make_target.clone(),
+        image: Path::new(&arch.image).file_name().unwrap().to_string_lossy().into_owned(),
+        jobs: opts.jobs,
+        ccache,
+        seconds,
+    };
+    drop(log);
+    let a = store_artifacts(&store, &dir, arch, &meta)?;
+    eprintln!("[build] {} {label}: {} in {:.0} s ({steps} steps)", arch.name, &commit[..12], seconds);
+    Ok(a)
+}
+
+/// One build of a list: which variant, arch and commit, and how it went.
+#[derive(Debug)]
+pub struct BuildResult {
+    pub variant: String,
+    pub arch: String,
+    pub commit: String,
+    pub outcome: Result<Artifacts>,
+}
+
+/// Builds every (variant, commit) for every arch: variant by variant, so that each
+/// architecture's build directory sees the baseline first and the patched tree second
+/// and the source checkout switches only once per variant. One failure does not stop
+/// the others.
+pub fn build_variants(
+    tree: &TreeHandle,
+    variants: &[(&str, String)],
+    arches: &[Arch],
+    opts: &BuildOptions,
+) -> Vec<BuildResult> {
+    let mut out = Vec::new();
+    for (variant, commit) in variants {
+        for arch in arches {
+            out.push(BuildResult {
+                variant: variant.to_string(),
+                arch: arch.name.clone(),
+                commit: commit.clone(),
+                outcome: build(tree, commit, arch, opts, variant),
+            });
+        }
+    }
+    out
+}
+
+fn stored(store: &Path) -> Result<Option<Artifacts>> {
+    let meta_path = store.join("meta.json");
+    let Ok(text) = std::fs::read_to_string(&meta_path) else { return Ok(None) };
+    let meta: BuildMeta =
+        serde_json::from_str(&text).with_context(|| format!("{} is corrupt", meta_path.display()))?;
+    let image = store.join(&meta.image);
+    if !image.is_file() {
+        return Ok(None);
+    }
+    Ok(Some(Artifacts { dir: store.to_path_buf(), image, meta, reused: true }))
+}
+
+/// Copies the results out of the build directory, atomically (a temp dir renamed).
+fn store_artifacts(store: &Path, dir: &Path, arch: &Arch, meta: &BuildMeta) -> Result<Artifacts> {
+    let tmp = store.with_extension("tmp");
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    std::fs::copy(dir.join(&arch.image), tmp.join(&meta.image))
+        .with_context(|| format!("the build left no {}", arch.image))?;
+    std::fs::copy(dir.join(".config"), tmp.join("config"))?;
+    std::fs::copy(dir.join("System.map"), tmp.join("System.map"))?;
+    std::fs::copy(dir.join(".mmeval-build.log"), tmp.join("build.log"))?;
+    std::fs::write(tmp.join("meta.json"), serde_json::to_string_pretty(meta)?)?;
+    let _ = std::fs::remove_dir_all(store);
+    std::fs::rename(&tmp, store)?;
+    Ok(Artifacts {
+        dir: store.to_path_buf(),
+        image: store.join(&meta.image),
+        meta: meta.clone(),
+        reused: false,
+    })
+}
+
+/// One build at a time per tree: they share the source checkout.
+fn lock(key: &str) -> Result<std::fs::File> {
+    let dir = cache_root().join("locks");
+    std::fs::create_dir_all(&dir)?;
+    let f = std::fs::File::create(dir.join(format!("{key}.lock")))?;
+    f.lock().context("cannot lock the build directory")?;
+    Ok(f)
+}
+
+/// Our own checkout of the tree (a `--shared` clone: objects stay in the user's
+/// repository), switched to `commit`; only files that differ are rewritten, so make
+/// sees only what changed.
+fn checkout(sh: &Shell, tree: &TreeHandle, commit: &str) -> Result<PathBuf> {
+    let src = cache_root().join("src").join(&tree.key);
+    if !src.join(".git").exists() {
+        let repo = &tree.repo_path;
+        let _ = sh.remove_path(&src);
+        sh.create_dir(src.parent().unwrap())?;
+        cmd!(sh, "git clone -q --shared --no-checkout {repo} {src}").quiet().run()?;
+    }
+    cmd!(sh, "git -C {src} -c advice.detachedHead=false checkout -q --force --detach {commit}")
+        .quiet()
+        .run()
+        .with_context(|| format!("cannot check out {commit} of {}", tree.label))?;
+    Ok(src)
+}
+
+fn progress(prefix: &str, expected: u64) -> ProgressBar {
+    let pb = if expected > 0 { ProgressBar::new(expected) } else { ProgressBar::new_spinner() };
+    let style = if expected > 0 {
+        ProgressStyle::with_template("{prefix:>18} [{bar:30}] {pos}/{len} {elapsed:>4} {msg}")
+    } else {
+        ProgressStyle::with_template("{prefix:>18} {spinner} {pos} steps {elapsed:>4} {msg}")
+    };
+    pb.set_style(style.unwrap().progress_chars("=> "));
+    pb.set_prefix(prefix.to_string());
+    pb.enable_steady_tick(Duration::from_millis(200));
+    pb
+}
+
+/// Runs `command`, writing every line to `log` and counting kbuild steps
+/// (`  CC      mm/mprotect.o`). Returns success, the step count and the last lines.
+fn stream(mut command: Command, log: &mut std::fs::File, pb: &ProgressBar) -> Result<(bool, u64, String)> {
+    let mut child =
+        command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().context("cannot run make")?;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let readers: Vec<_> = [
+        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().unwrap()),
+    ]
+    .into_iter()
+    .map(|r| {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(r).lines().map_while(|l| l.ok()) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        })
+    })
+    .collect();
+    drop(tx);
+    let mut steps = 0u64;
+    let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    for line in rx {
+        writeln!(log, "{line}")?;
+        if let Some(step) = kbuild_step(&line) {
+            steps += 1;
+            pb.set_position(steps);
+            pb.set_message(step);
+        }
+        tail.push_back(line);
+        if tail.len() > 400 {
+            tail.pop_front();
+        }
+    }
+    for r in readers {
+        let _ = r.join();
+    }
+    let status = child.wait()?;
+    Ok((status.success(), steps, tail.into_iter().collect::<Vec<_>>().join("\n")))
+}
+
+/// `  CC      mm/mprotect.o` -> `CC mm/mprotect.o`.
+pub fn kbuild_step(line: &str) -> Option<String> {
+    let rest = line.strip_prefix("  ")?;
+    let (verb, target) = rest.split_once(' ')?;
+    let ok =
+        !verb.is_empty() && verb.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+    ok.then(|| format!("{verb} {}", target.trim()))
+}
+
+/// The lines of a build log that say what went wrong: compiler and linker errors with
+/// the line after each (the source excerpt), make's `***` lines; at most 25.
+pub fn compiler_errors(log: &str) -> Vec<String> {
+    let lines: Vec<&str> = log.lines().collect();
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < lines.len() && out.len() < 25 {
+        let l = lines[i];
+        let is_error = l.contains(": error:")
+            || l.contains(": fatal error:")
+            || l.contains("undefined reference to")
+            || l.contains("Error ") && l.starts_with("make")
+            || l.contains("***");
+        if is_error {
+            out.push(l.trim_end().to_string());
+            if l.contains("error:") {
+                for extra in lines.iter().skip(i + 1).take(2) {
+                    if extra.starts_with(' ') && !extra.trim().is_empty() {
+                        out.push(extra.trim_end().to_string());
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
+    if out.is_empty() {
+        out.extend(lines.iter().rev().take(10).rev().map(|l| l.to_string()));
+    }
+    out
+}
+
+/// Checks that QEMU for `arch` is there (installing it as root).
+pub fn check_qemu(arch: &Arch) -> Result<()> {
+    host::require(&[(arch.qemu.as_str(), arch.qemu_package.as_str())])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::expect;
+
+    #[test]
+    fn make_argv_per_arch() {
+        let table = crate::arch::table().unwrap();
+        let dir = Path::new("/cache/build/ref-v7.2/x");
+        let gcc = BuildOptions { llvm: false, jobs: 2, ccache: false, extra_fragments: vec![] };
+        let llvm = BuildOptions { llvm: true, jobs: 8, ccache: true, extra_fragments: vec![] };
+        let mut out = String::new();
+        for name in crate::arch::ALL {
+            let a = &table[name];
+            out.push_str(&format!("{name}: make {}\n", make_argv(a, dir, &gcc, false).join(" ")));
+            out.push_str(&format!("{name} llvm+ccache: make {}\n", make_argv(a, dir, &llvm, true).join(" ")));
+        }
+        expect![[r#"
+            x86_64: make O=/cache/build/ref-v7.2/x ARCH=x86_64 -j2 bzImage
+            x86_64 llvm+ccache: make O=/cache/build/ref-v7.2/x ARCH=x86_64 LLVM=1 CC=ccache clang -j8 bzImage
+            arm64: make O=/cache/build/ref-v7.2/x ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu- -j2 Image
+            arm64 llvm+ccache: make O=/cache/build/ref-v7.2/x ARCH=arm64 CROSS_COMPILE=aarch64-linux-gnu- LLVM=1 CC=ccache clang -j8 Image
+            ppc64le: make O=/cache/build/ref-v7.2/x ARCH=powerpc CROSS_COMPILE=powerpc64le-linux-gnu- -j2 vmlinux
+            ppc64le llvm+ccache: make O=/cache/build/ref-v7.2/x ARCH=powerpc CROSS_COMPILE=powerpc64le-linux-gnu- LLVM=1 CC=ccache clang -j8 vmlinux
+        "#]]
+        .assert_eq(&out);
+    }
+
+    #[test]
+    fn kbuild_steps_and_errors() {
+        assert_eq!(kbuild_step("  CC      mm/mprotect.o").as_deref(), Some("CC mm/mprotect.o"));
+        assert_eq!(kbuild_step("  LD [M]  foo.ko").as_deref(), Some("LD [M]  foo.ko"));
+        assert_eq!(kbuild_step("mm/mprotect.c: In function 'x':"), None);
+        let log = "  CC      mm/mprotect.o\n../mm/mprotect.c:42:9: error: 'foo' undeclared (first use in this function)\n   42 |         foo = 1;\n      |         ^~~\nmake[3]: *** [../scripts/Makefile.build:229: mm/mprotect.o] Error 1\n";
+        expect![[r#"
+            [
+                "../mm/mprotect.c:42:9: error: 'foo' undeclared (first use in this function)",
+                "   42 |         foo = 1;",
+                "      |         ^~~",
+                "make[3]: *** [../scripts/Makefile.build:229: mm/mprotect.o] Error 1",
+            ]
+        "#]]
+        .assert_debug_eq(&compiler_errors(log));
+    }
+}

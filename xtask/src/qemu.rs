@@ -1,0 +1,206 @@
+//! QEMU command lines from the architecture table, and running them so that QEMU
+//! always terminates: `-no-reboot`, `panic=-1`, a host-side deadline after which the
+//! child is killed. The serial console goes straight to a file, so a hang or a crash
+//! of ours still leaves the evidence on disk.
+
+use crate::arch::Arch;
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use xshell::{cmd, Shell};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    Kvm,
+    Tcg,
+}
+
+/// What guest time means: the host's wall clock, or one nanosecond per guest
+/// instruction (QEMU `-icount shift=0`), which repeats to well under 0.1%.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Clock {
+    Wall,
+    Instructions,
+}
+
+#[derive(Debug, Clone)]
+pub struct BootSpec {
+    pub arch: Arch,
+    pub kernel: PathBuf,
+    pub initrd: Option<PathBuf>,
+    pub cpus: u32,
+    pub mem_mib: u32,
+    pub accel: Accel,
+    pub clock: Clock,
+    /// Kernel command line words beyond console/panic (e.g. the harness's).
+    pub append: Vec<String>,
+}
+
+/// The kernel command line.
+pub fn cmdline(spec: &BootSpec) -> String {
+    let mut words =
+        vec![format!("console={}", spec.arch.console), "panic=-1".to_string(), "oops=panic".to_string()];
+    if spec.clock == Clock::Instructions && !spec.arch.icount_cmdline.is_empty() {
+        words.push(spec.arch.icount_cmdline.clone());
+    }
+    words.extend(spec.append.iter().cloned());
+    words.join(" ")
+}
+
+/// The QEMU argv (without the binary), serial console into `serial_log`.
+pub fn qemu_argv(spec: &BootSpec, serial_log: &Path) -> Vec<String> {
+    let a = &spec.arch;
+    let mut v: Vec<String> = vec!["-M".into(), a.machine.clone()];
+    match spec.accel {
+        Accel::Kvm => v.extend(["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()]),
+        Accel::Tcg => v.extend(["-accel".into(), "tcg".into(), "-cpu".into(), a.cpu.clone()]),
+    }
+    if spec.clock == Clock::Instructions {
+        v.extend(["-icount".into(), "shift=0".into()]);
+    }
+    v.extend([
+        "-smp".into(),
+        spec.cpus.to_string(),
+        "-m".into(),
+        format!("{}M", spec.mem_mib),
+        "-nodefaults".into(),
+        "-display".into(),
+        "none".into(),
+        "-no-reboot".into(),
+        "-serial".into(),
+        format!("file:{}", serial_log.display()),
+        "-kernel".into(),
+        spec.kernel.display().to_string(),
+    ]);
+    if let Some(i) = &spec.initrd {
+        v.extend(["-initrd".into(), i.display().to_string()]);
+    }
+    v.extend(["-append".into(), cmdline(spec)]);
+    v
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QemuRun {
+    pub exit_code: Option<i32>,
+    pub timed_out: bool,
+    pub seconds: f64,
+    pub serial_log: PathBuf,
+    /// What QEMU itself printed (warnings, errors).
+    pub qemu_stderr: String,
+}
+
+/// Runs QEMU for `spec` until it exits or `deadline` passes (then kills it).
+pub fn run(spec: &BootSpec, serial_log: &Path, deadline: Duration) -> Result<QemuRun> {
+    let sh = Shell::new()?;
+    let qemu = &spec.arch.qemu;
+    let argv = qemu_argv(spec, serial_log);
+    if let Some(dir) = serial_log.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let _ = std::fs::remove_file(serial_log);
+    let err_path = serial_log.with_extension("qemu-stderr");
+    let err_file = std::fs::File::create(&err_path)?;
+    let mut command = Command::from(cmd!(sh, "{qemu} {argv...}").quiet());
+    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err_file);
+    let started = Instant::now();
+    let mut child = command.spawn().with_context(|| format!("cannot start {qemu}"))?;
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break Some(s);
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            timed_out = true;
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ok(QemuRun {
+        exit_code: status.and_then(|s| s.code()),
+        timed_out,
+        seconds: started.elapsed().as_secs_f64(),
+        serial_log: serial_log.to_path_buf(),
+        qemu_stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+    })
+}
+
+/// Boots `kernel` with no initramfs: a kernel that reaches its console prints its
+/// banner and then panics for want of a root file system, and QEMU exits. Returns the
+/// banner line.
+pub fn smoke(arch: &Arch, kernel: &Path, log: &Path) -> Result<String> {
+    let spec = BootSpec {
+        arch: arch.clone(),
+        kernel: kernel.to_path_buf(),
+        initrd: None,
+        cpus: 1,
+        mem_mib: 256,
+        accel: Accel::Tcg,
+        clock: Clock::Wall,
+        append: vec![],
+    };
+    let r = run(&spec, log, Duration::from_secs(120))?;
+    let text = String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned();
+    let banner = text.lines().find(|l| l.contains("Linux version")).map(|l| l.trim().to_string());
+    match banner {
+        Some(b) if !r.timed_out => Ok(b),
+        Some(_) => {
+            anyhow::bail!("{} reached its console but QEMU did not exit (log: {})", arch.name, log.display())
+        }
+        None => anyhow::bail!(
+            "{} printed no kernel banner in {:.0} s (log: {}; QEMU said: {})",
+            arch.name,
+            r.seconds,
+            log.display(),
+            r.qemu_stderr.trim()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use expect_test::expect;
+
+    #[test]
+    fn qemu_argv_per_arch() {
+        let table = crate::arch::table().unwrap();
+        let mut out = String::new();
+        for (name, accel, clock) in [
+            ("x86_64", Accel::Tcg, Clock::Wall),
+            ("x86_64", Accel::Kvm, Clock::Wall),
+            ("x86_64", Accel::Tcg, Clock::Instructions),
+            ("arm64", Accel::Tcg, Clock::Wall),
+            ("ppc64le", Accel::Tcg, Clock::Instructions),
+        ] {
+            let spec = BootSpec {
+                arch: table[name].clone(),
+                kernel: "/k/image".into(),
+                initrd: Some("/k/initrd.cpio".into()),
+                cpus: 2,
+                mem_mib: 1024,
+                accel,
+                clock,
+                append: vec!["mmeval.suite=quick".into()],
+            };
+            out.push_str(&format!(
+                "{} {}\n",
+                spec.arch.qemu,
+                qemu_argv(&spec, Path::new("/run/serial.log")).join(" ")
+            ));
+        }
+        expect![[r#"
+            qemu-system-x86_64 -M q35 -accel tcg -cpu max -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial file:/run/serial.log -kernel /k/image -initrd /k/initrd.cpio -append console=ttyS0 panic=-1 oops=panic mmeval.suite=quick
+            qemu-system-x86_64 -M q35 -accel kvm -cpu host -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial file:/run/serial.log -kernel /k/image -initrd /k/initrd.cpio -append console=ttyS0 panic=-1 oops=panic mmeval.suite=quick
+            qemu-system-x86_64 -M q35 -accel tcg -cpu max -icount shift=0 -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial file:/run/serial.log -kernel /k/image -initrd /k/initrd.cpio -append console=ttyS0 panic=-1 oops=panic noapictimer mmeval.suite=quick
+            qemu-system-aarch64 -M virt -accel tcg -cpu max -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial file:/run/serial.log -kernel /k/image -initrd /k/initrd.cpio -append console=ttyAMA0 panic=-1 oops=panic mmeval.suite=quick
+            qemu-system-ppc64 -M pseries,x-vof=on -accel tcg -cpu power9 -icount shift=0 -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial file:/run/serial.log -kernel /k/image -initrd /k/initrd.cpio -append console=hvc0 panic=-1 oops=panic mmeval.suite=quick
+        "#]]
+        .assert_eq(&out);
+    }
+}

@@ -1,0 +1,91 @@
+//! Real kernel builds of the reference tree with the real cross compilers, and a QEMU
+//! boot of each image to its console. Slow on a cold cache (a few minutes per
+//! architecture); the build directories and artifacts then live in the cache.
+
+mod common;
+
+use xtask::{apply, arch, build, input, qemu, reftree, series, tree};
+
+fn reference() -> tree::TreeHandle {
+    tree::resolve(None, None).expect("the reference tree")
+}
+
+#[test]
+fn reference_kernels_build_boot_and_rebuild_as_a_no_op() {
+    let t = reference();
+    let commit = reftree::provision(None).unwrap().commit;
+    let opts = build::BuildOptions::default();
+    for a in arch::parse_list("all").unwrap() {
+        let first = build::build(&t, &commit, &a, &opts, "baseline").unwrap_or_else(|e| panic!("{e:#}"));
+        let m = &first.meta;
+        assert_eq!(
+            (m.arch.as_str(), m.commit.as_str(), m.tree.as_str()),
+            (a.name.as_str(), commit.as_str(), "reference v7.2")
+        );
+        assert!(m.compiler.contains("gcc"), "{}", m.compiler);
+        assert_eq!(m.fragments, vec!["common.config".to_string(), a.fragment.clone()]);
+        let config = std::fs::read(first.dir.join("config")).unwrap();
+        assert_eq!(
+            m.config_hash,
+            git2::Oid::hash_object(git2::ObjectType::Blob, &config).unwrap().to_string()
+        );
+        for f in ["System.map", "build.log", "meta.json"] {
+            assert!(first.dir.join(f).is_file(), "{} lacks {f}", a.name);
+        }
+        assert!(std::fs::metadata(&first.image).unwrap().len() > 500_000, "{} image too small", a.name);
+
+        // The same request again is answered from the store, without make.
+        let again = build::build(&t, &commit, &a, &opts, "baseline").unwrap();
+        assert!(again.reused, "{} rebuilt", a.name);
+        assert_eq!(again.meta, first.meta);
+
+        let log = tempfile::tempdir().unwrap();
+        let banner =
+            qemu::smoke(&a, &first.image, &log.path().join("serial.log")).unwrap_or_else(|e| panic!("{e:#}"));
+        assert!(banner.contains("Linux version 7.2.13"), "{}: {banner}", a.name);
+    }
+}
+
+#[test]
+fn a_broken_patch_gives_the_compilers_error() {
+    let t = reference();
+    let s = input::read_series(&common::data("kernel/broken-build.mbox"), series::Choice::default()).unwrap();
+    let applied = apply::apply_to_repo(&t.repo_path, &s, None).unwrap();
+    let x86 = &arch::parse_list("x86_64").unwrap()[0];
+    let err = build::build(&t, &applied.tip, x86, &build::BuildOptions::default(), "patched").unwrap_err();
+    let f =
+        err.downcast_ref::<build::BuildFailure>().unwrap_or_else(|| panic!("not a BuildFailure: {err:#}"));
+    assert_eq!(
+        (f.arch.as_str(), f.step.as_str(), f.commit.as_str()),
+        ("x86_64", "make", applied.tip.as_str())
+    );
+    assert!(
+        f.errors.iter().any(|e| e.contains("mm/mprotect.c")
+            && e.contains("error:")
+            && e.contains("mprotect_batch_size")),
+        "{:#?}",
+        f.errors
+    );
+    let shown = f.to_string();
+    assert!(shown.starts_with(&format!("x86_64 build of {} failed at make", &applied.tip[..12])), "{shown}");
+    assert!(f.log.is_file());
+}
+
+#[test]
+fn a_fragment_option_that_does_not_survive_is_named() {
+    let t = reference();
+    let commit = reftree::provision(None).unwrap().commit;
+    let dir = tempfile::tempdir().unwrap();
+    let frag = dir.path().join("extra.config");
+    // NUMA needs options tinyconfig's x86_64 does not have; a made-up symbol never exists.
+    std::fs::write(&frag, "CONFIG_MMEVAL_NO_SUCH_OPTION=y\nCONFIG_SMP=y\n").unwrap();
+    let opts = build::BuildOptions { extra_fragments: vec![frag], ..Default::default() };
+    let x86 = &arch::parse_list("x86_64").unwrap()[0];
+    let err = build::build(&t, &commit, x86, &opts, "baseline").unwrap_err();
+    let f =
+        err.downcast_ref::<build::BuildFailure>().unwrap_or_else(|| panic!("not a BuildFailure: {err:#}"));
+    assert!(f.step.starts_with("configuration"), "{}", f.step);
+    assert_eq!(f.errors, vec!["CONFIG_MMEVAL_NO_SUCH_OPTION: asked y, got n".to_string()]);
+    // Its own build directory: the shared x86_64 one is untouched.
+    assert_ne!(build::build_dir(&t, x86, &opts), build::build_dir(&t, x86, &build::BuildOptions::default()));
+}
