@@ -16,6 +16,8 @@ pub struct Arch {
     pub cross_compile: String,
     pub compiler_package: String,
     pub libc_package: String,
+    /// The static libc the harness links against (shipped by libc_package).
+    pub libc_static: String,
     /// Kconfig fragment in linux-ref/config/, merged after common.config.
     pub fragment: String,
     pub make_target: String,

@@ -4,6 +4,8 @@
 pub mod apply;
 pub mod arch;
 pub mod build;
+pub mod cpio;
+pub mod harness;
 pub mod host;
 pub mod input;
 pub mod kconfig;
@@ -11,5 +13,9 @@ pub mod mail;
 pub mod patch;
 pub mod qemu;
 pub mod reftree;
+pub mod run;
+pub mod serial;
 pub mod series;
+pub mod stats;
+pub mod suite;
 pub mod tree;

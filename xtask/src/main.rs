@@ -53,6 +53,45 @@ enum Command {
         #[arg(long)]
         smoke: bool,
     },
+    /// Run the harness: boots of a kernel under QEMU (built if needed), or this host's
+    /// kernel (--metal), or another host's (--host user@box); prints every boot and the
+    /// boot-to-boot variation per workload.
+    Run {
+        #[command(flatten)]
+        tree: TreeArgs,
+        /// The kernel's commit (default: the tree's HEAD).
+        #[arg(long)]
+        commit: Option<String>,
+        #[command(flatten)]
+        build: BuildArgs,
+        /// A suite from harness/suites (quick, default, full).
+        #[arg(long, default_value = "quick")]
+        suite: String,
+        /// vCPU counts, comma-separated.
+        #[arg(long, default_value = "1")]
+        cpus: String,
+        /// wall, instructions (QEMU -icount: guest instructions as time), or both.
+        #[arg(long, default_value = "wall")]
+        clock: String,
+        /// Boots per (arch, vCPUs, clock).
+        #[arg(long, default_value_t = 1)]
+        boots: usize,
+        /// Guest memory in MiB.
+        #[arg(long, default_value_t = 1024)]
+        mem: u32,
+        /// auto (KVM when a probe boot shows it works), kvm or tcg.
+        #[arg(long, default_value = "auto")]
+        accel: xtask::run::AccelChoice,
+        /// Run on this host's own kernel instead of QEMU.
+        #[arg(long, conflicts_with = "host")]
+        metal: bool,
+        /// Run on another host's kernel over ssh (user@box).
+        #[arg(long)]
+        host: Option<String>,
+        /// Where logs and records go (default: target/run/<suite>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Fetch and import a reference tree from linux-ref/refs.yaml into the cache.
     Ref {
         /// A name from linux-ref/refs.yaml (default: the manifest's default).
@@ -207,6 +246,79 @@ fn run(cli: Cli) -> Result<()> {
             if failed > 0 {
                 anyhow::bail!("{failed} of {} builds failed", results.len());
             }
+        }
+        Command::Run { tree, commit, build: b, suite, cpus, clock, boots, mem, accel, metal, host, out } => {
+            let suite = xtask::suite::load(&suite)?;
+            let out = out.unwrap_or_else(|| reftree::project_root().join("target/run").join(&suite.name));
+            let records = if metal || host.is_some() {
+                let mut records = Vec::new();
+                for i in 0..boots.max(1) {
+                    let log = out.join(format!("metal-{}.log", i + 1));
+                    let r = match &host {
+                        None => {
+                            let me = arch::parse_list(std::env::consts::ARCH)?.remove(0);
+                            xtask::run::metal(&xtask::harness::build_harness(&me)?, &suite, &log)?
+                        }
+                        Some(h) => xtask::run::ssh(
+                            h,
+                            |a| xtask::harness::build_harness(&arch::parse_list(a)?.remove(0)),
+                            &suite,
+                            &log,
+                        )?,
+                    };
+                    eprintln!(
+                        "[run] metal {} {} ({}): {:?}, {} results, {} failed runs",
+                        r.provenance.host.as_deref().unwrap_or(""),
+                        r.provenance.kernel,
+                        r.provenance.cpu_model,
+                        r.boot.status,
+                        r.boot.results.len(),
+                        r.boot.failures.len()
+                    );
+                    records.push(r);
+                }
+                records
+            } else {
+                let tree = tree.resolve()?;
+                let commit = tree::resolve_commit(&tree, commit.as_deref().unwrap_or("HEAD"))?;
+                let clocks = match clock.as_str() {
+                    "wall" => vec![qemu::Clock::Wall],
+                    "instructions" => vec![qemu::Clock::Instructions],
+                    "both" => vec![qemu::Clock::Wall, qemu::Clock::Instructions],
+                    other => anyhow::bail!("--clock {other}: use wall, instructions or both"),
+                };
+                let cpus = cpus
+                    .split(',')
+                    .map(|c| c.trim().parse::<u32>().map_err(|_| anyhow::anyhow!("--cpus {c}: not a number")))
+                    .collect::<Result<Vec<_>>>()?;
+                let plan = xtask::run::Plan {
+                    tree,
+                    commit,
+                    arches: arch::parse_list(&b.arch)?,
+                    suite,
+                    cpus,
+                    clocks,
+                    boots: boots.max(1),
+                    mem_mib: mem,
+                    accel,
+                    out: out.clone(),
+                    build: b.options(),
+                };
+                xtask::run::run_plan(&plan)?
+            };
+            for r in &records {
+                for f in &r.boot.failures {
+                    println!("failed run: {} {}: {}", r.provenance.arch, f.id, f.reason);
+                }
+                if r.boot.status != xtask::serial::BootStatus::Ok {
+                    println!("boot {:?} ({}):", r.boot.status, r.log.display());
+                    for l in &r.boot.excerpt {
+                        println!("    {l}");
+                    }
+                }
+            }
+            print!("{}", xtask::run::variation_table(&records));
+            println!("records: {}", out.join("records.jsonl").display());
         }
         Command::Ref { name } => {
             let r = reftree::provision(name.as_deref())?;
