@@ -1,0 +1,95 @@
+//! The harness for real: the initramfs read back by the system's cpio, the static
+//! binary per architecture, a run on this host's kernel, and QEMU boots of the quick
+//! suite on the reference kernels of every architecture.
+
+mod common;
+
+use std::process::Command;
+use xtask::{arch, build, cpio, harness, qemu, reftree, run, serial, suite, tree};
+
+#[test]
+fn the_initramfs_reads_back_with_cpio() {
+    let s = suite::load("quick").unwrap();
+    let archive = cpio::initramfs(b"#!/bin/false\n".to_vec(), &suite::to_text(&s));
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("initrd.cpio");
+    std::fs::write(&file, &archive).unwrap();
+    let list = Command::new("sh").arg("-c").arg(format!("cpio -it --quiet < {}", file.display())).output().unwrap();
+    assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&list.stdout),
+        "dev\ndev/console\ndev/null\ndev/zero\nproc\nsys\ntmp\ninit\nsuite.txt\n"
+    );
+    let verbose = Command::new("sh").arg("-c").arg(format!("cpio -itv --quiet < {}", file.display())).output().unwrap();
+    let v = String::from_utf8_lossy(&verbose.stdout);
+    assert!(v.lines().any(|l| l.starts_with("crw-------") && l.contains("5,") && l.ends_with("dev/console")), "{v}");
+    assert!(v.lines().any(|l| l.starts_with("-rwxr-xr-x") && l.ends_with("init")), "{v}");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("cpio -i --quiet --to-stdout suite.txt < {}", file.display()))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), suite::to_text(&s));
+}
+
+#[test]
+fn the_harness_is_a_static_binary_for_every_arch() {
+    // ELF e_machine: x86-64 62, AArch64 183, PowerPC64 21; little-endian; no interpreter.
+    for (name, machine) in [("x86_64", 62u16), ("arm64", 183), ("ppc64le", 21)] {
+        let a = &arch::parse_list(name).unwrap()[0];
+        let bin = std::fs::read(harness::build_harness(a).unwrap()).unwrap();
+        assert_eq!(&bin[..4], b"\x7fELF", "{name}");
+        assert_eq!(bin[5], 1, "{name} is not little-endian");
+        assert_eq!(u16::from_le_bytes([bin[18], bin[19]]), machine, "{name}");
+        assert!(!bin.windows(12).any(|w| w == b"/lib64/ld-li" || w == b"/lib/ld-linu"), "{name} is dynamic");
+    }
+}
+
+#[test]
+fn the_quick_suite_runs_on_this_hosts_kernel() {
+    let me = &arch::parse_list(std::env::consts::ARCH).unwrap()[0];
+    let dir = tempfile::tempdir().unwrap();
+    let s = suite::load("quick").unwrap();
+    let r = run::metal(&harness::build_harness(me).unwrap(), &s, &dir.path().join("metal.log")).unwrap();
+    assert_eq!(r.boot.status, serial::BootStatus::Ok, "{:#?}", r.boot);
+    assert_eq!(r.provenance.accel, "metal");
+    assert!(!r.provenance.cpu_model.is_empty() && !r.provenance.kernel.is_empty());
+    // Every run either measured or said why not (large folios need root).
+    assert_eq!(r.boot.results.len() + r.boot.failures.len(), s.runs.len());
+    assert!(r.boot.results.iter().any(|x| x.id == "toggle/anon/small/400K" && x.median > 0.0));
+}
+
+#[test]
+fn the_quick_suite_boots_on_every_arch_under_qemu() {
+    let t = tree::resolve(None, None).unwrap();
+    let commit = reftree::provision(None).unwrap().commit;
+    let s = suite::load("quick").unwrap();
+    let out = tempfile::tempdir().unwrap();
+    for a in arch::parse_list("all").unwrap() {
+        build::check_qemu(&a).unwrap();
+        let k = build::build(&t, &commit, &a, &build::BuildOptions::default(), "baseline").unwrap();
+        let initrd = harness::initramfs(&a, &s).unwrap();
+        for clock in [qemu::Clock::Wall, qemu::Clock::Instructions] {
+            let b = run::QemuBoot {
+                arch: &a,
+                kernel: &k.image,
+                kernel_release: "",
+                initrd: &initrd,
+                cpus: 2,
+                mem_mib: 1024,
+                accel: qemu::Accel::Tcg,
+                clock,
+                deadline: std::time::Duration::from_secs(s.deadline_s),
+            };
+            let r = run::qemu_boot(&b, &out.path().join(format!("{}-{clock:?}.log", a.name))).unwrap();
+            assert_eq!(r.boot.status, serial::BootStatus::Ok, "{} {clock:?}: {:#?}", a.name, r.boot.excerpt);
+            assert!(r.boot.failures.is_empty(), "{} {clock:?}: {:?}", a.name, r.boot.failures);
+            assert_eq!(r.boot.results.len(), s.runs.len(), "{} {clock:?}", a.name);
+            let env = r.boot.env.as_ref().unwrap();
+            assert!(env.kernel.starts_with("7.2.13"), "{}", env.kernel);
+            assert_eq!(env.cpus, 2);
+            assert_eq!((r.provenance.accel.as_str(), r.provenance.vcpus), ("tcg", 2));
+            assert_eq!(r.provenance.clock, if clock == qemu::Clock::Wall { "wall" } else { "instructions" });
+        }
+    }
+}
