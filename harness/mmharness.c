@@ -508,17 +508,34 @@ static int check_layout(struct region *r, const char *folio, char *why, size_t l
 	return 0;
 }
 
-/* Populates the region and brings it into the asked shape. */
-static int region_prepare(struct region *r, const char *folio, char *why, size_t len)
+/*
+ * Brings a populated region into the asked shape. For "thp-pte", a sub-PMD mprotect
+ * splits each PMD mapping while the folios stay large (anon maps them with PTEs at
+ * once; shmem just unmaps the PMD, so the pages are faulted back in as PTEs).
+ * Large folios first get MADV_NOHUGEPAGE: khugepaged must not collapse them back
+ * during a long run, and a shmem fault must not map the PMD again; the folios
+ * already there stay as they are.
+ */
+static void region_shape(struct region *r, const char *folio)
 {
-	touch_write(r);
+	if (!strcmp(folio, "small"))
+		return;
+	madvise(r->p, r->len, MADV_NOHUGEPAGE);
 	if (!strcmp(folio, "thp-pte")) {
-		/* A sub-PMD mprotect splits the PMD mapping; the folios stay large. */
 		for (char *q = r->p; q < r->p + r->len; q += 2ul << 20) {
 			mprotect(q, page_size, PROT_READ);
 			mprotect(q, page_size, PROT_READ | PROT_WRITE);
 		}
+		/* After NOHUGEPAGE, so that a shmem fault maps PTEs, not the PMD again. */
+		touch_write(r);
 	}
+}
+
+/* Populates the region, shapes it, and checks it is what was asked for. */
+static int region_prepare(struct region *r, const char *folio, char *why, size_t len)
+{
+	touch_write(r);
+	region_shape(r, folio);
 	return check_layout(r, folio, why, len);
 }
 
@@ -706,6 +723,7 @@ static int w_shared_cycle(struct workload_ctx *c, struct result *res)
 				return -1;
 			}
 			touch_write(&r);
+			region_shape(&r, c->folio);
 			if (cyc == -2 && rep == 0 && check_layout(&r, c->folio, res->why, sizeof(res->why))) {
 				region_unmap(&r);
 				return -1;

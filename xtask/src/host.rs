@@ -55,15 +55,37 @@ pub fn install(packages: &[&str]) -> Result<()> {
     if !is_root() || !have("apt-get") {
         bail!("missing packages: run `sudo apt-get install {}`", packages.join(" "));
     }
+    // One install at a time from this process; apt's own lock for other processes.
+    static APT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = APT.lock().unwrap_or_else(|e| e.into_inner());
     eprintln!("[host] installing {}", packages.join(" "));
     let sh = Shell::new()?;
     let _env = sh.push_env("DEBIAN_FRONTEND", "noninteractive");
-    if cmd!(sh, "apt-get install -y -q {packages...}").quiet().ignore_stdout().run().is_err() {
-        // The package lists may be missing or stale on a fresh machine.
-        cmd!(sh, "apt-get update -q").quiet().ignore_stdout().run()?;
-        cmd!(sh, "apt-get install -y -q {packages...}").quiet().ignore_stdout().run()?;
+    let lock = "-o=DPkg::Lock::Timeout=300";
+    if cmd!(sh, "apt-get install -y -q {lock} {packages...}").quiet().ignore_stdout().run().is_ok() {
+        return Ok(());
     }
-    Ok(())
+    // The package lists may be missing or stale on a fresh machine.
+    cmd!(sh, "apt-get update -q {lock}").quiet().ignore_stdout().run()?;
+    if cmd!(sh, "apt-get install -y -q {lock} {packages...}").quiet().ignore_stdout().run().is_ok() {
+        return Ok(());
+    }
+    // A qemu-utils from backports (as some images ship) breaks the release's
+    // qemu-system-*: take the release's qemu-utils with them.
+    let mut with_utils: Vec<String> = packages.iter().map(|p| p.to_string()).collect();
+    if packages.iter().any(|p| p.starts_with("qemu-system")) {
+        if let Some(codename) = os_codename() {
+            with_utils.push(format!("qemu-utils/{codename}"));
+            cmd!(sh, "apt-get install -y -q {lock} --allow-downgrades {with_utils...}").quiet().ignore_stdout().run()?;
+            return Ok(());
+        }
+    }
+    bail!("apt-get install {} failed; install them by hand", packages.join(" "))
+}
+
+fn os_codename() -> Option<String> {
+    let text = std::fs::read_to_string("/etc/os-release").ok()?;
+    text.lines().find_map(|l| l.strip_prefix("VERSION_CODENAME=")).map(|c| c.trim_matches('"').to_string())
 }
 
 /// The mirror the system's own apt sources name for `archive` (`debian` or
