@@ -39,7 +39,7 @@ pub struct Applied {
 }
 
 /// A patch that does not apply: a result of the evaluation, not a crash of the tool.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ApplyFailure {
     pub number: u32,
     pub total: u32,

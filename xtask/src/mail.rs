@@ -12,7 +12,7 @@ use serde::Serialize;
 use std::sync::LazyLock;
 
 /// A name and an address, as in `From:`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Addr {
     pub name: String,
     pub email: String,

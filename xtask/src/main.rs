@@ -15,6 +15,44 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The main job: apply a series, build baseline and patched kernels, boot them
+    /// alternately, compare, and write a reply-ready email and a JSON report.
+    Eval {
+        file: PathBuf,
+        #[command(flatten)]
+        pick: Pick,
+        #[command(flatten)]
+        tree: TreeArgs,
+        /// Base commit (default: the series' base-commit when the tree has it, else HEAD).
+        #[arg(long)]
+        base: Option<String>,
+        #[command(flatten)]
+        build: BuildArgs,
+        /// vCPU counts, comma-separated.
+        #[arg(long, default_value = "1")]
+        cpus: String,
+        /// Boots of each kernel per (arch, vCPUs, clock).
+        #[arg(long, default_value_t = 9)]
+        reps: usize,
+        /// A suite from harness/suites (quick, default, full) or a suite file.
+        #[arg(long, default_value = "default")]
+        suite: String,
+        /// wall, instructions (QEMU -icount), or both.
+        #[arg(long, default_value = "both")]
+        clock: String,
+        /// auto (KVM when a probe boot shows it works), kvm or tcg.
+        #[arg(long, default_value = "auto")]
+        accel: xtask::run::AccelChoice,
+        /// Guest memory in MiB.
+        #[arg(long, default_value_t = 1024)]
+        mem: u32,
+        /// The tester, for From: and Tested-by: (default: mmeval.yaml, else git config).
+        #[arg(long)]
+        from: Option<String>,
+        /// Discard finished boots of an earlier evaluation of this series and start over.
+        #[arg(long)]
+        fresh: bool,
+    },
     /// Read a series (mbox, mbox.gz, .eml/.patch, or a directory) and summarise it.
     Series {
         file: PathBuf,
@@ -165,6 +203,24 @@ impl BuildArgs {
     }
 }
 
+fn parse_clocks(clock: &str) -> Result<Vec<qemu::Clock>> {
+    Ok(match clock {
+        "wall" => vec![qemu::Clock::Wall],
+        "instructions" => vec![qemu::Clock::Instructions],
+        "both" => vec![qemu::Clock::Wall, qemu::Clock::Instructions],
+        other => anyhow::bail!("--clock {other}: use wall, instructions or both"),
+    })
+}
+
+fn parse_cpus(cpus: &str) -> Result<Vec<u32>> {
+    cpus.split(',')
+        .map(|c| match c.trim().parse::<u32>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(anyhow::anyhow!("--cpus {c}: not a vCPU count")),
+        })
+        .collect()
+}
+
 fn qemu_check(name: &str) -> Result<()> {
     build::check_qemu(&arch::table()?[name])
 }
@@ -181,6 +237,55 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Eval { file, pick, tree, base, build: b, cpus, reps, suite, clock, accel, mem, from, fresh } => {
+            let started = std::time::Instant::now();
+            if reps < 1 {
+                anyhow::bail!("--reps must be at least 1");
+            }
+            let opts = xtask::eval::EvalOptions {
+                choice: pick.choice(),
+                tree: tree.resolve()?,
+                base,
+                arches: arch::parse_list(&b.arch)?,
+                cpus: parse_cpus(&cpus)?,
+                reps,
+                suite: xtask::suite::load(&suite)?,
+                clocks: parse_clocks(&clock)?,
+                accel,
+                mem_mib: mem,
+                build: b.options(),
+                from: from.as_deref().map(xtask::eval::parse_from).transpose()?,
+                out_root: reftree::project_root().join("target/eval"),
+                fresh,
+                file,
+            };
+            let out = xtask::eval::eval(&opts)?;
+            let r = &out.report;
+            println!("email:  {}", out.email.display());
+            println!("report: {}", out.dir.join("report.json").display());
+            let verdict = if r.apply.is_some() {
+                "the series does not apply".to_string()
+            } else {
+                format!(
+                    "{} builds, {}/{} boots ok; {} improvements, {} regressions, {} no change, {} too noisy, {} too few runs{}",
+                    r.builds.len(),
+                    r.boots.iter().filter(|b| b.status == xtask::serial::BootStatus::Ok).count(),
+                    r.expected_boots(),
+                    r.count(xtask::compare::Verdict::Improvement),
+                    r.count(xtask::compare::Verdict::Regression),
+                    r.count(xtask::compare::Verdict::NoSignificantChange),
+                    r.count(xtask::compare::Verdict::TooNoisy),
+                    r.count(xtask::compare::Verdict::TooFewRuns),
+                    if r.all_passed() { "; Tested-by given" } else { "; no Tested-by (not everything passed)" }
+                )
+            };
+            println!("result: {verdict}");
+            println!("time:");
+            for s in &r.timing {
+                println!("  {:<12} {:>8.1} s", s.stage, s.seconds);
+            }
+            println!("  {:<12} {:>8.1} s", "total", started.elapsed().as_secs_f64());
+        }
         Command::Series { file, pick, json } => {
             if json {
                 let mb = input::read_mailbox(&file)?;
@@ -281,16 +386,8 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 let tree = tree.resolve()?;
                 let commit = tree::resolve_commit(&tree, commit.as_deref().unwrap_or("HEAD"))?;
-                let clocks = match clock.as_str() {
-                    "wall" => vec![qemu::Clock::Wall],
-                    "instructions" => vec![qemu::Clock::Instructions],
-                    "both" => vec![qemu::Clock::Wall, qemu::Clock::Instructions],
-                    other => anyhow::bail!("--clock {other}: use wall, instructions or both"),
-                };
-                let cpus = cpus
-                    .split(',')
-                    .map(|c| c.trim().parse::<u32>().map_err(|_| anyhow::anyhow!("--cpus {c}: not a number")))
-                    .collect::<Result<Vec<_>>>()?;
+                let clocks = parse_clocks(&clock)?;
+                let cpus = parse_cpus(&cpus)?;
                 let plan = xtask::run::Plan {
                     tree,
                     commit,

@@ -65,6 +65,11 @@ pub struct SeriesPatch {
     /// The subject as sent, `[PATCH ...]` included.
     pub raw_subject: String,
     pub message_id: Option<String>,
+    /// The mail's own headers, for a reply when there is no cover letter.
+    pub references: Vec<String>,
+    pub from: Addr,
+    pub to: Vec<Addr>,
+    pub cc: Vec<Addr>,
     pub mail: PatchMail,
     /// `*-by:` trailers from replies (to this patch or to the cover letter).
     pub follow_up_trailers: Vec<Trailer>,
@@ -248,6 +253,10 @@ pub fn build_mailbox(mails: &[Mail]) -> Result<Mailbox> {
                 mail_index: m.index,
                 raw_subject: m.subject.clone(),
                 message_id: m.message_id.clone(),
+                references: m.references.clone(),
+                from: m.from.clone(),
+                to: m.to.clone(),
+                cc: m.cc.clone(),
                 mail: pm,
                 follow_up_trailers: vec![],
             },

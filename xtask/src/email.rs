@@ -1,0 +1,592 @@
+//! The reply-ready email: headers made safe here (every value from mail is scrubbed of
+//! control characters; non-ASCII names RFC 2047-encoded; long lines folded), the body
+//! laid out by `templates/reply.eml.j2`. Pure: the date and Message-ID come in.
+
+use crate::compare::{Comparison, Verdict};
+use crate::mail::{clean_header, Addr};
+use crate::report::Report;
+use crate::series::civil_from_days;
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+/// Who sends the reply, and when.
+#[derive(Debug, Clone)]
+pub struct Envelope {
+    pub from: Addr,
+    pub date: String,
+    pub message_id: String,
+}
+
+/// RFC 2822 date: `Tue, 10 Nov 2026 09:30:00 +0100`.
+pub fn rfc2822(timestamp: i64, offset_minutes: i32) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let local = timestamp + i64::from(offset_minutes) * 60;
+    let days = local.div_euclid(86400);
+    let secs = local.rem_euclid(86400);
+    let (y, m, d) = civil_from_days(days);
+    let sign = if offset_minutes < 0 { '-' } else { '+' };
+    let off = offset_minutes.abs();
+    format!(
+        "{}, {d:02} {} {y} {:02}:{:02}:{:02} {sign}{:02}{:02}",
+        DAYS[days.rem_euclid(7) as usize],
+        MONTHS[(m - 1) as usize],
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        off / 60,
+        off % 60
+    )
+}
+
+/// An encoded word (RFC 2047 "Q") for text that is not plain ASCII, split so that no
+/// word exceeds 75 characters; ASCII text with specials is quoted instead.
+pub fn encode_phrase(text: &str) -> String {
+    let text = clean_header(text);
+    if text.is_ascii() {
+        let special = text.chars().any(|c| "()<>[]:;@\\,.\"".contains(c));
+        return if special { format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\"")) } else { text };
+    }
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    for ch in text.chars() {
+        let mut enc = String::new();
+        let mut buf = [0u8; 4];
+        for b in ch.encode_utf8(&mut buf).bytes() {
+            if b.is_ascii_alphanumeric() || b"!*+-/".contains(&b) {
+                enc.push(b as char);
+            } else if b == b' ' {
+                enc.push('_');
+            } else {
+                let _ = write!(enc, "={b:02X}");
+            }
+        }
+        // "=?UTF-8?q?" + "?=" is 12 characters; a character's bytes stay together.
+        if cur.len() + enc.len() + 12 > 75 {
+            words.push(format!("=?UTF-8?q?{cur}?="));
+            cur.clear();
+        }
+        cur.push_str(&enc);
+    }
+    if !cur.is_empty() {
+        words.push(format!("=?UTF-8?q?{cur}?="));
+    }
+    words.join(" ")
+}
+
+pub fn format_addr(a: &Addr) -> String {
+    let email = clean_header(&a.email).replace(['<', '>', ','], "");
+    if a.name.trim().is_empty() {
+        format!("<{email}>")
+    } else {
+        format!("{} <{email}>", encode_phrase(&a.name))
+    }
+}
+
+/// Unstructured header text (a subject): encoded when not ASCII.
+pub fn encode_text(text: &str) -> String {
+    let text = clean_header(text);
+    if text.is_ascii() {
+        text
+    } else {
+        encode_phrase(&text).trim_matches('"').to_string()
+    }
+}
+
+/// Folds a header value at spaces so lines stay near 78 characters.
+pub fn fold(name: &str, value: &str) -> String {
+    let mut out = String::new();
+    let mut line = name.len() + 2;
+    for (i, word) in value.split(' ').enumerate() {
+        if i > 0 {
+            if line + 1 + word.len() > 78 {
+                out.push_str("\n ");
+                line = 1;
+            } else {
+                out.push(' ');
+                line += 1;
+            }
+        }
+        out.push_str(word);
+        line += word.len();
+    }
+    out
+}
+
+fn reply_subject(subject: &str) -> String {
+    let s = clean_header(subject);
+    if s.get(..3).is_some_and(|p| p.eq_ignore_ascii_case("re:")) {
+        s
+    } else {
+        format!("Re: {s}")
+    }
+}
+
+/// Wraps prose at `width` columns, keeping the indent of the first line.
+pub fn wrap(text: &str, width: usize, indent: &str) -> String {
+    let mut out = String::new();
+    let mut line = String::from(indent);
+    for word in text.split_whitespace() {
+        if line.len() > indent.len() && line.len() + 1 + word.len() > width {
+            out.push_str(line.trim_end());
+            out.push('\n');
+            line = String::from(indent);
+        }
+        if line.len() > indent.len() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    out.push_str(line.trim_end());
+    out
+}
+
+/// The part of the cover letter worth quoting: its first paragraphs, up to the
+/// shortlog, a changelog, the diffstat or the `---` line; at most 12 lines.
+fn quote(body: &str) -> String {
+    let mut kept: Vec<&str> = Vec::new();
+    let mut cut = false;
+    for line in body.lines() {
+        let t = line.trim();
+        let stop = t == "---"
+            || t == "-- "
+            || t.starts_with("base-commit:")
+            || t.starts_with("Changes in v")
+            || t.starts_with("v1:")
+            || t.contains(" | ")
+            || (t.ends_with("):") && t.contains(" ("))
+            || t.starts_with("diff --git");
+        if stop || kept.len() >= 12 {
+            cut = true;
+            break;
+        }
+        kept.push(line);
+    }
+    while kept.last().is_some_and(|l| l.trim().is_empty()) {
+        kept.pop();
+    }
+    let mut out: Vec<String> = kept.iter().map(|l| if l.is_empty() { ">".to_string() } else { format!("> {l}") }).collect();
+    if cut {
+        out.push(">".into());
+        out.push("> [...]".into());
+    }
+    out.join("\n")
+}
+
+fn short(c: &str) -> &str {
+    &c[..c.len().min(12)]
+}
+
+fn machine_line(r: &Report, arch: &str) -> String {
+    let m = r.machines.iter().find(|m| m.arch == arch);
+    match m {
+        Some(m) if m.accel == "metal" => format!("bare metal, {}, {} CPUs", m.cpu_model, join_u32(&m.vcpus)),
+        Some(m) => format!(
+            "{} {} ({}), -M {}, {} vCPU, {} MiB, {} KiB pages, THP {}",
+            m.emulator,
+            m.accel.to_uppercase(),
+            if m.accel == "tcg" { "software emulation" } else { "hardware virtualisation" },
+            m.machine,
+            join_u32(&m.vcpus),
+            m.mem_mib,
+            m.page_size / 1024,
+            m.thp
+        ),
+        None => "not booted".into(),
+    }
+}
+
+pub fn join_u32(v: &[u32]) -> String {
+    v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("/")
+}
+
+fn tested_block(r: &Report) -> String {
+    let mut o = String::new();
+    let release = r.tree.release.as_deref().map(|x| format!("Linux {x}, ")).unwrap_or_default();
+    let _ = writeln!(o, "  Base:      {}{} at {} ({})", release, r.tree.label, short(&r.tree.base), r.tree.base_source);
+    let _ = writeln!(o, "  Series:    v{}, {} patch{}:", r.series.version, r.series.patches.len(), if r.series.patches.len() == 1 { "" } else { "es" });
+    for p in &r.series.patches {
+        let c = p.commit.as_deref().map(short).unwrap_or("(not applied)");
+        let _ = writeln!(o, "               {}/{} {c} {}", p.number, p.total, p.subject);
+    }
+    let mut compilers: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for b in r.builds.iter().filter(|b| b.ok && b.variant == r.plan.variants[0]) {
+        compilers.entry(b.compiler.as_str()).or_default().push(b.arch.as_str());
+    }
+    for (i, (cc, arches)) in compilers.iter().enumerate() {
+        let _ = writeln!(o, "  {:<10} {cc} ({})", if i == 0 { "Compilers:" } else { "" }, arches.join(", "));
+    }
+    if let Some(b) = r.builds.iter().find(|b| b.ok) {
+        let _ = writeln!(o, "  Config:    tinyconfig + {} (linux-ref/config/ in mmeval)", b.fragments.join(" + ").replace(&format!("{}.config", b.arch), "<arch>.config"));
+    }
+    for (i, arch) in r.plan.arches.iter().enumerate() {
+        let _ = writeln!(o, "  {:<10} {arch}: {}", if i == 0 { "Machines:" } else { "" }, machine_line(r, arch));
+    }
+    let clocks = r
+        .plan
+        .clocks
+        .iter()
+        .map(|c| if c == "wall" { "wall clock".to_string() } else { "instruction count (QEMU -icount)".to_string() })
+        .collect::<Vec<_>>()
+        .join(" and ");
+    let method = format!(
+        "{} boots of each kernel per architecture and vCPU count, alternating {} ({}); each boot runs the \"{}\" suite ({} workloads) and reports the median of its in-boot repetitions; the tables compare the medians of those per-boot medians. Time measured by {}.",
+        r.plan.reps, r.plan.variants.join("/"), r.plan.order, r.plan.suite, r.plan.suite_runs, clocks
+    );
+    // Continuation lines aligned under the first word, like the other fields.
+    let method = wrap(&method, 72 - 13, "").replace('\n', &format!("\n{:13}", ""));
+    let _ = write!(o, "  Method:    {method}");
+    o
+}
+
+const LEGEND: &str = "Lower is better for every metric (all are times). The change column follows mmtests: positive means better, *x.xx%* marks a significant change (Mann-Whitney p below the threshold and a 95% bootstrap interval that excludes zero), (x.xx%) one that is not. ±N% is the boot-to-boot coefficient of variation.";
+
+fn group_title(c: &Comparison, n: usize) -> String {
+    let accel = match c.accel.as_str() {
+        "tcg" => "QEMU TCG (emulated: not silicon timings)".to_string(),
+        "kvm" => "QEMU KVM".to_string(),
+        "metal" => "bare metal".to_string(),
+        a => a.to_string(),
+    };
+    let clock = if c.clock == "wall" { "wall clock" } else { "instruction count" };
+    format!("{} -- {accel}, {} vCPU, {clock}; {n} boots of each kernel", c.arch, c.cpus)
+}
+
+fn metric_unit(m: &str) -> &str {
+    match m {
+        "ns_per_call" => "ns/call",
+        "ns_per_page" => "ns/page",
+        "ns_per_op" => "ns/op",
+        m => m,
+    }
+}
+
+fn fmt_num(x: f64) -> String {
+    if !x.is_finite() {
+        "-".into()
+    } else if x.abs() >= 1000.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
+    }
+}
+
+/// One table per (arch, accelerator, clock, vCPUs), mmtests style.
+pub fn tables(r: &Report, new_label: &str) -> String {
+    let mut groups: BTreeMap<(String, String, String, u32), Vec<&Comparison>> = BTreeMap::new();
+    for c in &r.comparisons {
+        groups.entry((c.arch.clone(), c.accel.clone(), c.clock.clone(), c.cpus)).or_default().push(c);
+    }
+    let mut o = String::new();
+    for rows in groups.values() {
+        let n = rows.iter().map(|c| c.base.n.max(c.new.n)).max().unwrap_or(0);
+        let _ = writeln!(o, "{}", group_title(rows[0], n));
+        let _ = writeln!(o, "{:<36} {:<7} {:>17} {:>17} {:>11}", "", "", "baseline", new_label, "change");
+        for c in rows {
+            let gain = -c.change_pct;
+            let significant = matches!(c.verdict, Verdict::Improvement | Verdict::Regression);
+            let change = if !gain.is_finite() {
+                "        -".to_string()
+            } else if significant {
+                format!("*{gain:>8.2}%*")
+            } else {
+                format!("({gain:>8.2}%)")
+            };
+            let side = |s: &crate::compare::Side| {
+                if s.n == 0 {
+                    format!("{:>17}", "failed")
+                } else {
+                    format!("{:>10} ±{:>4.1}%", fmt_num(s.median), s.cv_pct)
+                }
+            };
+            let note = match c.verdict {
+                Verdict::TooNoisy => "  noisy",
+                Verdict::TooFewRuns => "  too few runs",
+                _ => "",
+            };
+            let failed = if c.base.failed + c.new.failed > 0 {
+                format!("  ({} failed)", c.base.failed + c.new.failed)
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                o,
+                "{:<36} {:<7} {} {} {change:>11}{note}{failed}",
+                c.workload,
+                metric_unit(&c.metric),
+                side(&c.base),
+                side(&c.new)
+            );
+        }
+        o.push('\n');
+    }
+    if o.is_empty() {
+        o.push_str("No comparisons: nothing was measured on both kernels.\n\n");
+    }
+    o
+}
+
+fn list(items: &[String]) -> String {
+    match items.len() {
+        0 => String::new(),
+        1 => items[0].clone(),
+        2..=3 => format!("{} and {}", items[..items.len() - 1].join(", "), items[items.len() - 1]),
+        n => format!("{}, and {} more", items[..3].join(", "), n - 3),
+    }
+}
+
+/// The paragraph a maintainer can quote.
+pub fn summary(r: &Report) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(f) = &r.apply {
+        parts.push(format!("The series does not apply: {f}. Nothing was built or measured."));
+        return wrap(&parts.join(" "), 72, "");
+    }
+    if r.all_passed() {
+        parts.push("Every requested build and boot succeeded.".into());
+    } else {
+        let failed_builds = r.builds.iter().filter(|b| !b.ok).count();
+        let failed_boots = r.failed_boots().len();
+        let failed_runs: usize = r.boots.iter().map(|b| b.failures.len()).sum();
+        let missing = r.expected_boots().saturating_sub(r.boots.len());
+        let mut bad = Vec::new();
+        if failed_builds > 0 {
+            bad.push(format!("{failed_builds} build{} failed", if failed_builds == 1 { "" } else { "s" }));
+        }
+        if failed_boots > 0 {
+            bad.push(format!("{failed_boots} of {} boots did not finish", r.boots.len()));
+        }
+        if failed_runs > 0 {
+            bad.push(format!("{failed_runs} workload run{} failed", if failed_runs == 1 { "" } else { "s" }));
+        }
+        if missing > 0 && failed_builds == 0 {
+            bad.push(format!("{missing} planned boots did not happen"));
+        }
+        parts.push(format!("Not everything passed: {}; see Failures below.", list(&bad)));
+    }
+    let mut groups: BTreeMap<(String, String, String, u32), Vec<&Comparison>> = BTreeMap::new();
+    for c in &r.comparisons {
+        groups.entry((c.arch.clone(), c.accel.clone(), c.clock.clone(), c.cpus)).or_default().push(c);
+    }
+    for ((arch, accel, clock, cpus), rows) in &groups {
+        let pick = |v: Verdict| -> Vec<String> {
+            let mut x: Vec<&&Comparison> = rows.iter().filter(|c| c.verdict == v).collect();
+            x.sort_by(|a, b| b.change_pct.abs().total_cmp(&a.change_pct.abs()));
+            x.iter()
+                .map(|c| {
+                    format!("{} by {:.1}% ({} runs each, p = {})", c.workload, c.change_pct.abs(), c.base.n.min(c.new.n), fmt_p(c.p_value))
+                })
+                .collect()
+        };
+        let better = pick(Verdict::Improvement);
+        let worse = pick(Verdict::Regression);
+        let count = |v: Verdict| rows.iter().filter(|c| c.verdict == v).count();
+        let clock = if clock == "wall" { "wall clock" } else { "instruction count" };
+        let mut s = format!("On {arch} ({}, {clock}, {cpus} vCPU) ", accel.to_uppercase());
+        let mut said = Vec::new();
+        if !better.is_empty() {
+            said.push(format!("{} of {} workloads improve: {}", better.len(), rows.len(), list(&better)));
+        }
+        if !worse.is_empty() {
+            said.push(format!("{} regress{}: {}", worse.len(), if worse.len() == 1 { "es" } else { "" }, list(&worse)));
+        }
+        let same = count(Verdict::NoSignificantChange);
+        if same > 0 {
+            said.push(if same == rows.len() {
+                format!("no workload changes significantly ({same} compared)")
+            } else {
+                format!("{same} show no significant change")
+            });
+        }
+        let noisy = count(Verdict::TooNoisy);
+        if noisy > 0 {
+            said.push(format!("{noisy} {} too noisy to tell", if noisy == 1 { "is" } else { "are" }));
+        }
+        let few = count(Verdict::TooFewRuns);
+        if few > 0 {
+            said.push(format!("{few} had too few successful runs to tell"));
+        }
+        s.push_str(&list(&said));
+        s.push('.');
+        parts.push(s);
+    }
+    if r.comparisons.iter().any(|c| c.accel == "tcg") {
+        parts.push("TCG figures measure emulated instruction streams, not real TLB or cache costs; compare them only within one architecture and clock.".into());
+    }
+    parts.iter().map(|p| wrap(p, 72, "")).collect::<Vec<_>>().join("\n\n")
+}
+
+fn fmt_p(p: f64) -> String {
+    if p < 0.001 {
+        "< 0.001".into()
+    } else {
+        format!("{p:.3}")
+    }
+}
+
+/// Apply and build failures, boots that did not finish, failed runs: with their log lines.
+pub fn failures(r: &Report) -> String {
+    let mut o = String::new();
+    if let Some(f) = &r.apply {
+        let _ = writeln!(o, "  Patch {}/{} \"{}\" does not apply to {}:", f.number, f.total, f.subject, short(&r.tree.base));
+        if let Some(file) = &f.file {
+            let _ = writeln!(o, "    file {file}{}", f.hunk.as_ref().map(|h| format!(", hunk {h}")).unwrap_or_default());
+        }
+        let _ = writeln!(o, "    {}", f.detail);
+    }
+    for b in r.builds.iter().filter(|b| !b.ok) {
+        let _ = writeln!(o, "  {} build of the {} tree ({}) failed at {}:", b.arch, b.variant, short(&b.commit), b.step.as_deref().unwrap_or("make"));
+        for e in &b.errors {
+            let _ = writeln!(o, "    {e}");
+        }
+    }
+    for b in r.boots.iter().filter(|b| b.status != crate::serial::BootStatus::Ok) {
+        let status = serde_json::to_value(b.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+        let _ = writeln!(o, "  {} {} boot {} ({} vCPU, {}): {}", b.arch, b.variant, b.rep + 1, b.cpus, b.clock, status.replace('_', " "));
+        for l in b.excerpt.iter().take(12) {
+            let _ = writeln!(o, "    {l}");
+        }
+    }
+    let mut runs: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+    for b in &r.boots {
+        for f in &b.failures {
+            *runs.entry((b.arch.clone(), f.id.clone(), f.reason.clone())).or_default() += 1;
+        }
+    }
+    for ((arch, id, reason), n) in runs {
+        let _ = writeln!(o, "  {arch} {id} failed in {n} boot{}: {reason}", if n == 1 { "" } else { "s" });
+    }
+    let warned: Vec<&str> = r.boots.iter().flat_map(|b| b.warnings.iter().map(String::as_str)).collect();
+    if let Some(w) = warned.first() {
+        let _ = writeln!(o, "  The kernel warned {} time{}, first: {w}", warned.len(), if warned.len() == 1 { "" } else { "s" });
+    }
+    o.trim_end().to_string()
+}
+
+#[derive(Serialize)]
+struct Headers {
+    from: String,
+    to: String,
+    cc: String,
+    subject: String,
+    date: String,
+    message_id: String,
+    in_reply_to: String,
+    references: String,
+}
+
+/// Renders the email with `template` (the text of templates/reply.eml.j2).
+pub fn render(r: &Report, env: &Envelope, template: &str) -> Result<String> {
+    let me = env.from.email.to_ascii_lowercase();
+    let to = &r.reply_to.from;
+    let mut cc: Vec<String> = Vec::new();
+    let mut seen = vec![me.clone(), to.email.to_ascii_lowercase()];
+    for a in r.reply_to.to.iter().chain(&r.reply_to.cc) {
+        let e = a.email.to_ascii_lowercase();
+        if !e.is_empty() && !seen.contains(&e) {
+            seen.push(e);
+            cc.push(format_addr(a));
+        }
+    }
+    let ids = |v: &[String]| v.iter().map(|id| format!("<{}>", clean_header(id).replace(['<', '>', ' '], ""))).collect::<Vec<_>>();
+    let in_reply_to = r.reply_to.message_id.as_deref().map(|id| ids(&[id.to_string()]).join("")).unwrap_or_default();
+    let mut refs = ids(&r.reply_to.references);
+    if !in_reply_to.is_empty() {
+        refs.push(in_reply_to.clone());
+    }
+    let h = Headers {
+        from: format_addr(&env.from),
+        to: format_addr(to),
+        cc: fold("Cc", &cc.join(", ")),
+        subject: fold("Subject", &encode_text(&reply_subject(&r.reply_to.subject))),
+        date: clean_header(&env.date),
+        message_id: format!("<{}>", clean_header(&env.message_id).replace(['<', '>', ' '], "")),
+        in_reply_to,
+        references: fold("References", &refs.join(" ")),
+    };
+    let attribution = match &r.reply_to.date {
+        Some(d) => format!("On {d}, {} wrote:", clean_header(&to.name).if_empty(&to.email)),
+        None => format!("{} wrote:", clean_header(&to.name).if_empty(&to.email)),
+    };
+    let new_label = if r.plan.variants.len() == 2 { r.plan.variants[1].clone() } else { "patched".into() };
+    let intro = wrap(
+        &format!(
+            "I ran the series through mmeval: baseline and patched kernels built for {}, booted {} times each in alternation, with the mprotect()/mremap() workloads discussed on linux-mm.",
+            r.plan.arches.join(", "),
+            r.plan.reps
+        ),
+        72,
+        "",
+    );
+    let mut jinja = minijinja::Environment::new();
+    jinja.set_keep_trailing_newline(true);
+    jinja.add_template("reply", template).context("templates/reply.eml.j2 does not parse")?;
+    let body = jinja.get_template("reply")?.render(minijinja::context! {
+        h => h,
+        version => env!("CARGO_PKG_VERSION"),
+        attribution => attribution,
+        quote => quote(&r.reply_to.body),
+        intro => intro,
+        tested => tested_block(r),
+        legend => wrap(LEGEND, 72, ""),
+        tables => tables(r, &new_label),
+        summary => summary(r),
+        failures => failures(r),
+        reproduce => format!("cargo xtask eval <series> --rev {} --arch {} --suite {} --reps {}", r.series.version, r.plan.arches.join(","), r.plan.suite, r.plan.reps),
+        tested_by => if r.all_passed() { tested_by_line(&env.from) } else { None },
+    })?;
+    Ok(body)
+}
+
+/// `Tested-by: Name <email>` takes the name as people write it (UTF-8 in the body).
+fn tested_by_line(a: &Addr) -> Option<String> {
+    let email = clean_header(&a.email);
+    if email.is_empty() {
+        return None;
+    }
+    let name = clean_header(&a.name);
+    Some(if name.is_empty() { format!("<{email}>") } else { format!("{name} <{email}>") })
+}
+
+trait IfEmpty {
+    fn if_empty(self, other: &str) -> String;
+}
+
+impl IfEmpty for String {
+    fn if_empty(self, other: &str) -> String {
+        if self.is_empty() {
+            other.to_string()
+        } else {
+            self
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_encodings() {
+        assert_eq!(rfc2822(1793199660, 0), "Wed, 28 Oct 2026 15:01:00 +0000");
+        assert_eq!(rfc2822(1793199660, -300), "Wed, 28 Oct 2026 10:01:00 -0500");
+        assert_eq!(encode_phrase("Jörg Müller"), "=?UTF-8?q?J=C3=B6rg_M=C3=BCller?=");
+        assert_eq!(encode_phrase("Doe, John"), "\"Doe, John\"");
+        assert_eq!(encode_phrase("Plain Name"), "Plain Name");
+        let long = encode_phrase(&"é".repeat(40));
+        assert!(long.split(' ').all(|w| w.len() <= 75 && w.starts_with("=?UTF-8?q?")), "{long}");
+        assert_eq!(reply_subject("Re: [PATCH] x"), "Re: [PATCH] x");
+        assert_eq!(reply_subject("[PATCH v2 0/2] x\r\nBcc: evil@x"), "Re: [PATCH v2 0/2] x Bcc: evil@x");
+    }
+
+    #[test]
+    fn folding_and_wrapping() {
+        let f = fold("References", &(0..6).map(|i| format!("<message-{i}-abcdefgh@example.org>")).collect::<Vec<_>>().join(" "));
+        assert!(f.lines().all(|l| l.len() <= 78 - "References: ".len() + 40), "{f}");
+        assert!(f.contains("\n "));
+        let w = wrap(&"word ".repeat(40), 72, "  ");
+        assert!(w.lines().all(|l| l.len() <= 72 && l.starts_with("  ")));
+    }
+}

@@ -1,0 +1,548 @@
+//! `cargo xtask eval`: the main job. Pick the revision, apply it, build baseline and
+//! patched kernels per architecture, boot them alternately (ABBA) for the requested
+//! repetitions, compare, render the report and the reply.
+//!
+//! Everything lands in `target/eval/<slug>/` as it finishes: `plan.json`, each boot's
+//! serial log, `records.jsonl` (one line per finished boot), `report.json` after every
+//! stage, and at the end `reply.eml`. A re-run with the same plan resumes: applying and
+//! building are answered from git and the build store, finished boots are read back.
+
+use crate::arch::Arch;
+use crate::build::{self, BuildOptions};
+use crate::compare::{self, Tagged, Thresholds};
+use crate::mail::{Addr, MailDate};
+use crate::qemu::{Accel, Clock};
+use crate::report::{self, BootEntry, BuildEntry, Machine, PatchInfo, PlanInfo, Report, ReplyTarget, SeriesInfo, StageTime, TreeInfo};
+use crate::run::{self, AccelChoice, BootRecord, QemuBoot};
+use crate::series::{Choice, Series};
+use crate::suite::{self, Suite};
+use crate::tree::TreeHandle;
+use crate::{apply, email, harness, input, reftree};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub struct EvalOptions {
+    pub file: PathBuf,
+    pub choice: Choice,
+    pub tree: TreeHandle,
+    pub base: Option<String>,
+    pub arches: Vec<Arch>,
+    pub cpus: Vec<u32>,
+    pub reps: usize,
+    pub suite: Suite,
+    pub clocks: Vec<Clock>,
+    pub accel: AccelChoice,
+    pub mem_mib: u32,
+    pub build: BuildOptions,
+    pub from: Option<Addr>,
+    pub out_root: PathBuf,
+    pub fresh: bool,
+}
+
+/// `mmeval.yaml` at the top of the repository.
+#[derive(Debug, Default, Deserialize)]
+pub struct Config {
+    pub tester: Option<Addr>,
+    #[serde(default)]
+    pub thresholds: Thresholds,
+}
+
+pub fn config() -> Result<Config> {
+    let p = reftree::project_root().join("mmeval.yaml");
+    match std::fs::read_to_string(&p) {
+        Ok(t) => serde_yaml::from_str(&t).with_context(|| format!("{} is not valid", p.display())),
+        Err(_) => Ok(Config::default()),
+    }
+}
+
+/// Who signs the reply: --from, else mmeval.yaml's tester, else git's user.name/email.
+pub fn tester(from: Option<Addr>, cfg: &Config) -> Result<Addr> {
+    if let Some(a) = from.or_else(|| cfg.tester.clone()) {
+        return Ok(a);
+    }
+    let sh = xshell::Shell::new()?;
+    let get = |k: &str| xshell::cmd!(sh, "git config --get {k}").quiet().ignore_stderr().read().unwrap_or_default();
+    let (name, email) = (get("user.name"), get("user.email"));
+    if email.trim().is_empty() {
+        bail!("no tester identity for From: and Tested-by:: pass --from \"Name <you@example.org>\" or set git config user.email");
+    }
+    Ok(Addr { name: name.trim().to_string(), email: email.trim().to_string() })
+}
+
+/// `Name <addr>` from the command line.
+pub fn parse_from(s: &str) -> Result<Addr> {
+    match mailparse::addrparse(s).ok().as_ref().and_then(|l| l.first()) {
+        Some(mailparse::MailAddr::Single(x)) => Ok(Addr {
+            name: crate::mail::clean_header(x.display_name.as_deref().unwrap_or("")),
+            email: crate::mail::clean_header(&x.addr),
+        }),
+        _ => bail!("--from `{s}` is not an address like \"Name <you@example.org>\""),
+    }
+}
+
+/// What must match for a re-run to resume rather than start over.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct PlanKey {
+    revision: u32,
+    tree: String,
+    base: String,
+    tip: String,
+    arches: Vec<String>,
+    cpus: Vec<u32>,
+    clocks: Vec<String>,
+    reps: usize,
+    suite: String,
+    mem_mib: u32,
+    llvm: bool,
+}
+
+/// One finished boot, as stored in records.jsonl.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Stored {
+    variant: String,
+    rep: usize,
+    record: BootRecord,
+}
+
+fn clock_name(c: Clock) -> &'static str {
+    match c {
+        Clock::Wall => "wall",
+        Clock::Instructions => "instructions",
+    }
+}
+
+fn date_of(d: Option<MailDate>) -> Option<String> {
+    d.map(|d| email::rfc2822(d.timestamp, d.offset_minutes))
+}
+
+fn reply_target(s: &Series) -> ReplyTarget {
+    match (&s.cover, s.patches.first()) {
+        (Some(c), _) => ReplyTarget {
+            subject: c.raw_subject.clone(),
+            message_id: c.message_id.clone(),
+            references: c.references.clone(),
+            from: c.from.clone(),
+            to: c.to.clone(),
+            cc: c.cc.clone(),
+            date: date_of(c.date),
+            body: c.body.clone(),
+        },
+        (None, Some(p)) => ReplyTarget {
+            subject: p.raw_subject.clone(),
+            message_id: p.message_id.clone(),
+            references: p.references.clone(),
+            from: p.from.clone(),
+            to: p.to.clone(),
+            cc: p.cc.clone(),
+            date: date_of(p.mail.date),
+            body: p.mail.message.clone(),
+        },
+        (None, None) => unreachable!("a chosen series has patches"),
+    }
+}
+
+fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, serde_json::to_string_pretty(v)? + "\n")?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn release_of(tree: &TreeHandle, commit: &str) -> Option<String> {
+    let repo = git2::Repository::open(&tree.repo_path).ok()?;
+    let blob = repo.revparse_single(&format!("{commit}:Makefile")).ok()?.peel_to_blob().ok()?;
+    let text = String::from_utf8_lossy(blob.content()).into_owned();
+    let field = |k: &str| {
+        text.lines().find_map(|l| l.strip_prefix(k).map(|v| v.trim_start_matches([' ', '=']).trim().to_string()))
+    };
+    let (v, p, s) = (field("VERSION")?, field("PATCHLEVEL")?, field("SUBLEVEL").unwrap_or_default());
+    Some(if s.is_empty() || s == "0" { format!("{v}.{p}") } else { format!("{v}.{p}.{s}") })
+}
+
+pub struct EvalOutcome {
+    pub dir: PathBuf,
+    pub report: Report,
+    pub email: PathBuf,
+}
+
+pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
+    let cfg = config()?;
+    let from = tester(o.from.clone(), &cfg)?;
+    let mut timing: Vec<StageTime> = Vec::new();
+    fn stage(timing: &mut Vec<StageTime>, name: &str, t: Instant) {
+        timing.push(StageTime { stage: name.into(), seconds: t.elapsed().as_secs_f64() });
+    }
+
+    let t = Instant::now();
+    let series = input::read_series(&o.file, o.choice)?;
+    stage(&mut timing, "read series", t);
+    let dir = o.out_root.join(&series.slug);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let total = (series.patches.len() + series.missing.len()) as u32;
+
+    let variants = ["baseline".to_string(), "patched".to_string()];
+    let plan = PlanInfo {
+        arches: o.arches.iter().map(|a| a.name.clone()).collect(),
+        cpus: o.cpus.clone(),
+        clocks: o.clocks.iter().map(|c| clock_name(*c).to_string()).collect(),
+        reps: o.reps,
+        suite: o.suite.name.clone(),
+        suite_runs: o.suite.runs.len(),
+        order: "ABBA".into(),
+        target: "qemu".into(),
+        mem_mib: o.mem_mib,
+        variants: variants.to_vec(),
+    };
+    eprintln!(
+        "eval: v{} of \"{}\" ({} patch{}) on {}; {}; {} vCPU; {} clock; {} boots per kernel (ABBA); suite {}; results in {}",
+        series.version,
+        series.subject(),
+        series.patches.len(),
+        if series.patches.len() == 1 { "" } else { "es" },
+        o.tree.label,
+        plan.arches.join(","),
+        email::join_u32(&plan.cpus),
+        plan.clocks.join("+"),
+        o.reps,
+        o.suite.name,
+        dir.display()
+    );
+
+    let mut report = Report {
+        format: report::FORMAT,
+        tool: format!("mmeval {}", env!("CARGO_PKG_VERSION")),
+        series: SeriesInfo {
+            subject: series.subject(),
+            version: series.version,
+            all_versions: series.all_versions.clone(),
+            slug: series.slug.clone(),
+            author: series.author().cloned().unwrap_or(Addr { name: String::new(), email: String::new() }),
+            patches: series
+                .patches
+                .iter()
+                .map(|p| PatchInfo { number: p.number, total, subject: p.mail.subject.clone(), commit: None })
+                .collect(),
+            base_commit: series.base_commit.clone(),
+        },
+        reply_to: reply_target(&series),
+        tree: TreeInfo { label: o.tree.label.clone(), base: String::new(), base_source: String::new(), release: None },
+        plan,
+        apply: None,
+        builds: vec![],
+        boots: vec![],
+        comparisons: vec![],
+        machines: vec![],
+        timing: vec![],
+    };
+    let report_path = dir.join("report.json");
+
+    // Apply.
+    let t = Instant::now();
+    let repo = git2::Repository::open(&o.tree.repo_path)?;
+    let (base, base_source) = apply::resolve_base(&repo, o.base.as_deref(), &series)?;
+    report.tree.base = base.to_string();
+    report.tree.base_source = base_source;
+    report.tree.release = release_of(&o.tree, &report.tree.base);
+    let refname = format!("refs/heads/eval/{}", series.slug);
+    let applied = match apply::apply_series(&repo, &series, base, &refname) {
+        Ok(a) => Some(a),
+        Err(e) => match e.downcast::<apply::ApplyFailure>() {
+            Ok(f) => {
+                report.apply = Some(f);
+                None
+            }
+            Err(e) => return Err(e),
+        },
+    };
+    stage(&mut timing, "apply", t);
+    let Some(applied) = applied else {
+        eprintln!("eval: {}", report.apply.as_ref().unwrap());
+        return finish(report, timing, &dir, &report_path, &from);
+    };
+    for (info, a) in report.series.patches.iter_mut().zip(&applied) {
+        info.commit = Some(a.commit.clone());
+    }
+    let tip = applied.last().map(|p| p.commit.clone()).unwrap_or_else(|| base.to_string());
+
+    // The plan decides whether finished boots can be reused.
+    let key = PlanKey {
+        revision: series.version,
+        tree: o.tree.label.clone(),
+        base: base.to_string(),
+        tip: tip.clone(),
+        arches: report.plan.arches.clone(),
+        cpus: o.cpus.clone(),
+        clocks: report.plan.clocks.clone(),
+        reps: o.reps,
+        suite: suite::to_text(&o.suite),
+        mem_mib: o.mem_mib,
+        llvm: o.build.llvm,
+    };
+    let plan_path = dir.join("plan.json");
+    let records_path = dir.join("records.jsonl");
+    if let Ok(old) = std::fs::read_to_string(&plan_path) {
+        let same = serde_json::from_str::<PlanKey>(&old).map(|k| k == key).unwrap_or(false);
+        if !same && !o.fresh {
+            bail!(
+                "{} holds an evaluation with a different plan (series, base, architectures, suite or repetitions changed); pass --fresh to start over",
+                dir.display()
+            );
+        }
+        if !same || o.fresh {
+            let _ = std::fs::remove_file(&records_path);
+        }
+    } else if o.fresh {
+        let _ = std::fs::remove_file(&records_path);
+    }
+    write_json(&plan_path, &key)?;
+    write_json(&report_path, &report)?;
+
+    // Builds: all baselines first, then all patched trees (one checkout switch each).
+    let t = Instant::now();
+    let commits = [("baseline", base.to_string()), ("patched", tip.clone())];
+    let results = build::build_variants(&o.tree, &commits, &o.arches, &o.build);
+    let mut kernels: BTreeMap<(String, String), PathBuf> = BTreeMap::new();
+    for r in results {
+        let entry = match &r.outcome {
+            Ok(a) => {
+                kernels.insert((r.arch.clone(), r.variant.clone()), a.image.clone());
+                BuildEntry {
+                    arch: r.arch.clone(),
+                    variant: r.variant.clone(),
+                    commit: r.commit.clone(),
+                    ok: true,
+                    compiler: a.meta.compiler.clone(),
+                    fragments: a.meta.fragments.clone(),
+                    config_hash: a.meta.config_hash.clone(),
+                    seconds: if a.reused { 0.0 } else { a.meta.seconds },
+                    reused: a.reused,
+                    step: None,
+                    errors: vec![],
+                    log: a.dir.join("build.log").display().to_string(),
+                }
+            }
+            Err(e) => match e.downcast_ref::<build::BuildFailure>() {
+                Some(f) => BuildEntry {
+                    arch: r.arch.clone(),
+                    variant: r.variant.clone(),
+                    commit: r.commit.clone(),
+                    ok: false,
+                    compiler: String::new(),
+                    fragments: vec![],
+                    config_hash: String::new(),
+                    seconds: 0.0,
+                    reused: false,
+                    step: Some(f.step.clone()),
+                    errors: f.errors.clone(),
+                    log: f.log.display().to_string(),
+                },
+                // Not the tree's fault (a missing tool, a full disk): stop and say so.
+                None => return Err(anyhow::anyhow!("{e:#}")),
+            },
+        };
+        eprintln!(
+            "eval: build {} {} {}",
+            entry.arch,
+            entry.variant,
+            if entry.ok { if entry.reused { "(stored)" } else { "ok" } } else { "FAILED" }
+        );
+        report.builds.push(entry);
+    }
+    stage(&mut timing, "build", t);
+    write_json(&report_path, &report)?;
+
+    // Boots, interleaved: round by round; within a round A B, then B A in the next.
+    let t = Instant::now();
+    let mut done: Vec<Stored> = std::fs::read_to_string(&records_path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let mut seen: HashSet<(String, u32, String, String, usize)> = done
+        .iter()
+        .map(|s| (s.record.provenance.arch.clone(), s.record.provenance.vcpus, s.record.provenance.clock.clone(), s.variant.clone(), s.rep))
+        .collect();
+    if !done.is_empty() {
+        eprintln!("eval: resuming: {} boots already done", done.len());
+    }
+    let mut prepared = Vec::new();
+    for arch in &o.arches {
+        if !variants.iter().all(|v| kernels.contains_key(&(arch.name.clone(), v.clone()))) {
+            continue; // a build failed: nothing to compare on this arch
+        }
+        build::check_qemu(arch)?;
+        let initrd = harness::initramfs(arch, &o.suite)?;
+        let accel = match o.accel {
+            AccelChoice::Tcg => Accel::Tcg,
+            AccelChoice::Kvm => Accel::Kvm,
+            AccelChoice::Auto => {
+                let probe = harness::initramfs(arch, &run::probe_suite())?;
+                let k = &kernels[&(arch.name.clone(), "baseline".to_string())];
+                if run::kvm_usable(arch, k, &probe, &dir) {
+                    Accel::Kvm
+                } else {
+                    Accel::Tcg
+                }
+            }
+        };
+        prepared.push((arch, initrd, accel));
+    }
+    let expected = prepared.len() * o.cpus.len() * o.clocks.len() * o.reps * variants.len();
+    let mut count = done.len();
+    for rep in 0..o.reps {
+        for (arch, initrd, accel) in &prepared {
+            for &cpus in &o.cpus {
+                for &clock in &o.clocks {
+                    let order: Vec<&String> = if rep % 2 == 0 { variants.iter().collect() } else { variants.iter().rev().collect() };
+                    for variant in order {
+                        let k = (arch.name.clone(), cpus, clock_name(clock).to_string(), variant.clone(), rep);
+                        if seen.contains(&k) {
+                            continue;
+                        }
+                        let accel = if clock == Clock::Instructions { Accel::Tcg } else { *accel };
+                        let kernel = &kernels[&(arch.name.clone(), variant.clone())];
+                        let log = dir.join("boots").join(format!("{}-{}cpu-{}-{}-{}.log", arch.name, cpus, clock_name(clock), variant, rep + 1));
+                        let b = QemuBoot {
+                            arch,
+                            kernel,
+                            kernel_release: report.tree.release.as_deref().unwrap_or(""),
+                            initrd,
+                            cpus,
+                            mem_mib: o.mem_mib,
+                            accel,
+                            clock,
+                            deadline: Duration::from_secs(o.suite.deadline_s),
+                        };
+                        let record = run::qemu_boot(&b, &log)?;
+                        count += 1;
+                        eprintln!(
+                            "eval: boot {count}/{expected}: {} {} {}cpu {} rep {}: {:?}, {} results, {} failed runs ({:.1} s)",
+                            arch.name,
+                            variant,
+                            cpus,
+                            clock_name(clock),
+                            rep + 1,
+                            record.boot.status,
+                            record.boot.results.len(),
+                            record.boot.failures.len(),
+                            record.seconds
+                        );
+                        let stored = Stored { variant: variant.clone(), rep, record };
+                        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&records_path)?;
+                        std::io::Write::write_all(&mut f, format!("{}\n", serde_json::to_string(&stored)?).as_bytes())?;
+                        seen.insert(k);
+                        done.push(stored);
+                    }
+                }
+            }
+        }
+    }
+    stage(&mut timing, "boots", t);
+
+    // Compare and render.
+    let t = Instant::now();
+    let wanted: HashSet<(String, u32, String)> =
+        prepared.iter().flat_map(|(a, _, _)| o.cpus.iter().flat_map(move |c| o.clocks.iter().map(move |k| (a.name.clone(), *c, clock_name(*k).to_string())))).collect();
+    done.retain(|s| wanted.contains(&(s.record.provenance.arch.clone(), s.record.provenance.vcpus, s.record.provenance.clock.clone())) && s.rep < o.reps);
+    done.sort_by_key(|s| (s.record.provenance.arch.clone(), s.record.provenance.vcpus, s.record.provenance.clock.clone(), s.rep, s.variant.clone()));
+    report.boots = done.iter().map(boot_entry).collect();
+    report.machines = machines(&done, o.mem_mib);
+    let mut tagged = Vec::new();
+    for s in &done {
+        let p = &s.record.provenance;
+        for run in &o.suite.runs {
+            tagged.push(Tagged {
+                arch: &p.arch,
+                accel: &p.accel,
+                clock: &p.clock,
+                cpus: p.vcpus,
+                variant: &s.variant,
+                sample: s.record.boot.results.iter().find(|r| r.id == run.id),
+                id: &run.id,
+            });
+        }
+    }
+    report.comparisons = compare::compare(&tagged, "baseline", "patched", &cfg.thresholds);
+    stage(&mut timing, "compare", t);
+    finish(report, timing, &dir, &report_path, &from)
+}
+
+fn boot_entry(s: &Stored) -> BootEntry {
+    let r = &s.record;
+    BootEntry {
+        arch: r.provenance.arch.clone(),
+        variant: s.variant.clone(),
+        cpus: r.provenance.vcpus,
+        clock: r.provenance.clock.clone(),
+        accel: r.provenance.accel.clone(),
+        rep: s.rep,
+        status: r.boot.status,
+        kernel: r.provenance.kernel.clone(),
+        results: r.boot.results.len(),
+        failures: r.boot.failures.clone(),
+        warnings: r.boot.warnings.clone(),
+        excerpt: r.boot.excerpt.clone(),
+        corrupt_lines: r.boot.corrupt_lines,
+        seconds: r.seconds,
+        log: r.log.display().to_string(),
+    }
+}
+
+fn machines(done: &[Stored], mem_mib: u32) -> Vec<Machine> {
+    let table = crate::arch::table().unwrap_or_default();
+    let mut out: Vec<Machine> = Vec::new();
+    for s in done {
+        let p = &s.record.provenance;
+        let env = s.record.boot.env.clone().unwrap_or_default();
+        if let Some(m) = out.iter_mut().find(|m| m.arch == p.arch && m.accel == p.accel) {
+            if !m.vcpus.contains(&p.vcpus) {
+                m.vcpus.push(p.vcpus);
+                m.vcpus.sort();
+            }
+            continue;
+        }
+        let a = table.get(&p.arch);
+        out.push(Machine {
+            arch: p.arch.clone(),
+            accel: p.accel.clone(),
+            cpu_model: p.cpu_model.clone(),
+            emulator: a.map(|a| qemu_version(&a.qemu)).unwrap_or_default(),
+            machine: a.map(|a| format!("{} -cpu {}", a.machine, a.cpu)).unwrap_or_default(),
+            vcpus: vec![p.vcpus],
+            mem_mib,
+            page_size: env.page_size,
+            thp: env.thp,
+        });
+    }
+    out
+}
+
+fn qemu_version(bin: &str) -> String {
+    let sh = match xshell::Shell::new() {
+        Ok(s) => s,
+        Err(_) => return "QEMU".into(),
+    };
+    let v = xshell::cmd!(sh, "{bin} --version").quiet().read().unwrap_or_default();
+    v.lines().next().and_then(|l| l.split_whitespace().nth(3)).map(|v| format!("QEMU {v}")).unwrap_or_else(|| "QEMU".into())
+}
+
+fn finish(mut report: Report, timing: Vec<StageTime>, dir: &Path, report_path: &Path, from: &Addr) -> Result<EvalOutcome> {
+    let t = Instant::now();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    report.timing = timing;
+    let date = email::rfc2822(now, 0);
+    let id = git2::Oid::hash_object(git2::ObjectType::Blob, serde_json::to_string(&report)?.as_bytes())?.to_string();
+    let domain = from.email.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_else(|| "localhost".into());
+    let env = email::Envelope { from: from.clone(), date, message_id: format!("{now}.{}.mmeval@{domain}", &id[..12]) };
+    let template_path = reftree::project_root().join("templates/reply.eml.j2");
+    let template = std::fs::read_to_string(&template_path).with_context(|| format!("cannot read {}", template_path.display()))?;
+    let text = email::render(&report, &env, &template)?;
+    let email_path = dir.join("reply.eml");
+    std::fs::write(&email_path, &text)?;
+    report.timing.push(StageTime { stage: "render".into(), seconds: t.elapsed().as_secs_f64() });
+    write_json(report_path, &report)?;
+    Ok(EvalOutcome { dir: dir.to_path_buf(), report, email: email_path })
+}
