@@ -255,13 +255,18 @@ pub fn build(
     let key_file = dir.join(".mmeval-config-key");
     let commit_file = dir.join(".mmeval-config-commit");
     let vars = make_vars(arch, &dir, opts, false);
+    // A failure keeps its log where the next build cannot overwrite it, and shows
+    // paths relative to the tree.
+    let failed_log = store.with_extension("failed.log");
+    let src_prefix = format!("{}/", src.display());
     let fail = |step: &str, errors: Vec<String>| -> anyhow::Error {
+        let _ = std::fs::copy(&log_path, &failed_log);
         anyhow::Error::new(BuildFailure {
             arch: arch.name.clone(),
             commit: commit.to_string(),
             step: step.to_string(),
-            errors,
-            log: log_path.clone(),
+            errors: errors.into_iter().map(|e| e.replace(&src_prefix, "")).collect(),
+            log: failed_log.clone(),
         })
     };
     {
@@ -515,18 +520,21 @@ pub fn kbuild_step(line: &str) -> Option<String> {
 }
 
 /// The lines of a build log that say what went wrong: compiler and linker errors with
-/// the line after each (the source excerpt), make's `***` lines; at most 25.
+/// the lines after each (the source excerpt), and the first of make's `***` lines; at
+/// most 25.
 pub fn compiler_errors(log: &str) -> Vec<String> {
     let lines: Vec<&str> = log.lines().collect();
     let mut out: Vec<String> = Vec::new();
+    let mut make_line = false;
     let mut i = 0;
     while i < lines.len() && out.len() < 25 {
         let l = lines[i];
+        let is_make = l.starts_with("make") && l.contains("***");
         let is_error = l.contains(": error:")
             || l.contains(": fatal error:")
             || l.contains("undefined reference to")
-            || l.contains("Error ") && l.starts_with("make")
-            || l.contains("***");
+            || (is_make && !make_line);
+        make_line |= is_make;
         if is_error {
             out.push(l.trim_end().to_string());
             if l.contains("error:") {

@@ -66,7 +66,15 @@ impl Side {
     fn new(values: Vec<f64>, failed: usize) -> Side {
         let min = values.iter().copied().fold(f64::INFINITY, f64::min);
         let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        Side { n: values.len(), failed, median: stats::median(&values), min, max, cv_pct: stats::cv_percent(&values), values }
+        Side {
+            n: values.len(),
+            failed,
+            median: stats::median(&values),
+            min,
+            max,
+            cv_pct: stats::cv_percent(&values),
+            values,
+        }
     }
 }
 
@@ -176,7 +184,11 @@ pub fn compare(samples: &[Tagged], base_variant: &str, new_variant: &str, t: &Th
             } else {
                 (f64::NAN, f64::NAN, f64::NAN)
             };
-            let p = if base.n > 0 && new.n > 0 { stats::mann_whitney(&base.values, &new.values).1 } else { f64::NAN };
+            let p = if base.n > 0 && new.n > 0 {
+                stats::mann_whitney(&base.values, &new.values).1
+            } else {
+                f64::NAN
+            };
             let v = verdict(&base, &new, change, lo, hi, p, t);
             Comparison {
                 arch,
@@ -226,6 +238,9 @@ mod tests {
         assert_eq!(verdict(&a4, &b4, -50.0, -51.0, -49.0, 0.028, &t), Verdict::Improvement);
         assert_eq!(verdict(&side(&[1.0, 2.0]), &b3, -50.0, -60.0, -40.0, 0.1, &t), Verdict::TooFewRuns);
         let noisy = side(&[100.0, 130.0, 80.0, 120.0, 90.0]);
-        assert_eq!(verdict(&noisy, &side(&[100.0, 101.0, 99.0, 100.0, 100.0]), 0.0, -10.0, 10.0, 0.8, &t), Verdict::TooNoisy);
+        assert_eq!(
+            verdict(&noisy, &side(&[100.0, 101.0, 99.0, 100.0, 100.0]), 0.0, -10.0, 10.0, 0.8, &t),
+            Verdict::TooNoisy
+        );
     }
 }

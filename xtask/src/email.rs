@@ -22,7 +22,8 @@ pub struct Envelope {
 /// RFC 2822 date: `Tue, 10 Nov 2026 09:30:00 +0100`.
 pub fn rfc2822(timestamp: i64, offset_minutes: i32) -> String {
     const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] =
+        ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
     let local = timestamp + i64::from(offset_minutes) * 60;
     let days = local.div_euclid(86400);
     let secs = local.rem_euclid(86400);
@@ -47,7 +48,11 @@ pub fn encode_phrase(text: &str) -> String {
     let text = clean_header(text);
     if text.is_ascii() {
         let special = text.chars().any(|c| "()<>[]:;@\\,.\"".contains(c));
-        return if special { format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\"")) } else { text };
+        return if special {
+            format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+        } else {
+            text
+        };
     }
     let mut words = Vec::new();
     let mut cur = String::new();
@@ -167,7 +172,8 @@ fn quote(body: &str) -> String {
     while kept.last().is_some_and(|l| l.trim().is_empty()) {
         kept.pop();
     }
-    let mut out: Vec<String> = kept.iter().map(|l| if l.is_empty() { ">".to_string() } else { format!("> {l}") }).collect();
+    let mut out: Vec<String> =
+        kept.iter().map(|l| if l.is_empty() { ">".to_string() } else { format!("> {l}") }).collect();
     if cut {
         out.push(">".into());
         out.push("> [...]".into());
@@ -194,7 +200,7 @@ fn machine_line(r: &Report, arch: &str) -> String {
             m.page_size / 1024,
             m.thp
         ),
-        None => "not booted".into(),
+        None => "not booted (see Failures)".into(),
     }
 }
 
@@ -205,8 +211,21 @@ pub fn join_u32(v: &[u32]) -> String {
 fn tested_block(r: &Report) -> String {
     let mut o = String::new();
     let release = r.tree.release.as_deref().map(|x| format!("Linux {x}, ")).unwrap_or_default();
-    let _ = writeln!(o, "  Base:      {}{} at {} ({})", release, r.tree.label, short(&r.tree.base), r.tree.base_source);
-    let _ = writeln!(o, "  Series:    v{}, {} patch{}:", r.series.version, r.series.patches.len(), if r.series.patches.len() == 1 { "" } else { "es" });
+    let _ = writeln!(
+        o,
+        "  Base:      {}{} at {} ({})",
+        release,
+        r.tree.label,
+        short(&r.tree.base),
+        r.tree.base_source
+    );
+    let _ = writeln!(
+        o,
+        "  Series:    v{}, {} patch{}:",
+        r.series.version,
+        r.series.patches.len(),
+        if r.series.patches.len() == 1 { "" } else { "es" }
+    );
     for p in &r.series.patches {
         let c = p.commit.as_deref().map(short).unwrap_or("(not applied)");
         let _ = writeln!(o, "               {}/{} {c} {}", p.number, p.total, p.subject);
@@ -219,16 +238,30 @@ fn tested_block(r: &Report) -> String {
         let _ = writeln!(o, "  {:<10} {cc} ({})", if i == 0 { "Compilers:" } else { "" }, arches.join(", "));
     }
     if let Some(b) = r.builds.iter().find(|b| b.ok) {
-        let _ = writeln!(o, "  Config:    tinyconfig + {} (linux-ref/config/ in mmeval)", b.fragments.join(" + ").replace(&format!("{}.config", b.arch), "<arch>.config"));
+        let _ = writeln!(
+            o,
+            "  Config:    tinyconfig + {} (linux-ref/config/ in mmeval)",
+            b.fragments.join(" + ").replace(&format!("{}.config", b.arch), "<arch>.config")
+        );
+    }
+    if r.apply.is_some() {
+        return o.trim_end().to_string();
     }
     for (i, arch) in r.plan.arches.iter().enumerate() {
-        let _ = writeln!(o, "  {:<10} {arch}: {}", if i == 0 { "Machines:" } else { "" }, machine_line(r, arch));
+        let _ =
+            writeln!(o, "  {:<10} {arch}: {}", if i == 0 { "Machines:" } else { "" }, machine_line(r, arch));
     }
     let clocks = r
         .plan
         .clocks
         .iter()
-        .map(|c| if c == "wall" { "wall clock".to_string() } else { "instruction count (QEMU -icount)".to_string() })
+        .map(|c| {
+            if c == "wall" {
+                "wall clock".to_string()
+            } else {
+                "instruction count (QEMU -icount)".to_string()
+            }
+        })
         .collect::<Vec<_>>()
         .join(" and ");
     let method = format!(
@@ -322,9 +355,6 @@ pub fn tables(r: &Report, new_label: &str) -> String {
         }
         o.push('\n');
     }
-    if o.is_empty() {
-        o.push_str("No comparisons: nothing was measured on both kernels.\n\n");
-    }
     o
 }
 
@@ -341,7 +371,13 @@ fn list(items: &[String]) -> String {
 pub fn summary(r: &Report) -> String {
     let mut parts: Vec<String> = Vec::new();
     if let Some(f) = &r.apply {
-        parts.push(format!("The series does not apply: {f}. Nothing was built or measured."));
+        let at = f.file.as_deref().map(|x| format!(" ({x})")).unwrap_or_default();
+        parts.push(format!(
+            "Patch {}/{} does not apply to {}{at}, so nothing was built or measured; details below.",
+            f.number,
+            f.total,
+            short(&r.tree.base)
+        ));
         return wrap(&parts.join(" "), 72, "");
     }
     if r.all_passed() {
@@ -353,7 +389,13 @@ pub fn summary(r: &Report) -> String {
         let missing = r.expected_boots().saturating_sub(r.boots.len());
         let mut bad = Vec::new();
         if failed_builds > 0 {
-            bad.push(format!("{failed_builds} build{} failed", if failed_builds == 1 { "" } else { "s" }));
+            let which: Vec<String> =
+                r.builds.iter().filter(|b| !b.ok).map(|b| format!("{} {}", b.arch, b.variant)).collect();
+            bad.push(format!(
+                "{failed_builds} build{} failed ({}), so that architecture was not measured",
+                if failed_builds == 1 { "" } else { "s" },
+                which.join(", ")
+            ));
         }
         if failed_boots > 0 {
             bad.push(format!("{failed_boots} of {} boots did not finish", r.boots.len()));
@@ -371,34 +413,31 @@ pub fn summary(r: &Report) -> String {
         groups.entry((c.arch.clone(), c.accel.clone(), c.clock.clone(), c.cpus)).or_default().push(c);
     }
     for ((arch, accel, clock, cpus), rows) in &groups {
-        let pick = |v: Verdict| -> Vec<String> {
+        let named = |v: Verdict| -> Vec<String> {
             let mut x: Vec<&&Comparison> = rows.iter().filter(|c| c.verdict == v).collect();
             x.sort_by(|a, b| b.change_pct.abs().total_cmp(&a.change_pct.abs()));
             x.iter()
-                .map(|c| {
-                    format!("{} by {:.1}% ({} runs each, p = {})", c.workload, c.change_pct.abs(), c.base.n.min(c.new.n), fmt_p(c.p_value))
-                })
+                .map(|c| format!("{} by {:.1}% (p = {})", c.workload, c.change_pct.abs(), fmt_p(c.p_value)))
                 .collect()
         };
-        let better = pick(Verdict::Improvement);
-        let worse = pick(Verdict::Regression);
         let count = |v: Verdict| rows.iter().filter(|c| c.verdict == v).count();
+        let n = rows.iter().map(|c| c.base.n.min(c.new.n)).max().unwrap_or(0);
         let clock = if clock == "wall" { "wall clock" } else { "instruction count" };
-        let mut s = format!("On {arch} ({}, {clock}, {cpus} vCPU) ", accel.to_uppercase());
-        let mut said = Vec::new();
+        let mut said: Vec<String> = Vec::new();
+        let better = named(Verdict::Improvement);
         if !better.is_empty() {
             said.push(format!("{} of {} workloads improve: {}", better.len(), rows.len(), list(&better)));
         }
+        let worse = named(Verdict::Regression);
         if !worse.is_empty() {
-            said.push(format!("{} regress{}: {}", worse.len(), if worse.len() == 1 { "es" } else { "" }, list(&worse)));
+            let verb = if worse.len() == 1 { "regresses" } else { "regress" };
+            said.push(format!("{} {verb}: {}", worse.len(), list(&worse)));
         }
         let same = count(Verdict::NoSignificantChange);
-        if same > 0 {
-            said.push(if same == rows.len() {
-                format!("no workload changes significantly ({same} compared)")
-            } else {
-                format!("{same} show no significant change")
-            });
+        if same == rows.len() {
+            said.push(format!("no workload changes significantly ({same} compared)"));
+        } else if same > 0 {
+            said.push(format!("{same} {} no significant change", if same == 1 { "shows" } else { "show" }));
         }
         let noisy = count(Verdict::TooNoisy);
         if noisy > 0 {
@@ -408,9 +447,11 @@ pub fn summary(r: &Report) -> String {
         if few > 0 {
             said.push(format!("{few} had too few successful runs to tell"));
         }
-        s.push_str(&list(&said));
-        s.push('.');
-        parts.push(s);
+        parts.push(format!(
+            "On {arch} ({}, {clock}, {cpus} vCPU, {n} boots of each kernel) {}.",
+            accel.to_uppercase(),
+            said.join("; ")
+        ));
     }
     if r.comparisons.iter().any(|c| c.accel == "tcg") {
         parts.push("TCG figures measure emulated instruction streams, not real TLB or cache costs; compare them only within one architecture and clock.".into());
@@ -430,21 +471,51 @@ fn fmt_p(p: f64) -> String {
 pub fn failures(r: &Report) -> String {
     let mut o = String::new();
     if let Some(f) = &r.apply {
-        let _ = writeln!(o, "  Patch {}/{} \"{}\" does not apply to {}:", f.number, f.total, f.subject, short(&r.tree.base));
+        let _ = writeln!(
+            o,
+            "  Patch {}/{} \"{}\" does not apply to {}:",
+            f.number,
+            f.total,
+            f.subject,
+            short(&r.tree.base)
+        );
         if let Some(file) = &f.file {
-            let _ = writeln!(o, "    file {file}{}", f.hunk.as_ref().map(|h| format!(", hunk {h}")).unwrap_or_default());
+            let _ = writeln!(
+                o,
+                "    file {file}{}",
+                f.hunk.as_ref().map(|h| format!(", hunk {h}")).unwrap_or_default()
+            );
         }
         let _ = writeln!(o, "    {}", f.detail);
     }
     for b in r.builds.iter().filter(|b| !b.ok) {
-        let _ = writeln!(o, "  {} build of the {} tree ({}) failed at {}:", b.arch, b.variant, short(&b.commit), b.step.as_deref().unwrap_or("make"));
+        let _ = writeln!(
+            o,
+            "  {} build of the {} tree ({}) failed at {}:",
+            b.arch,
+            b.variant,
+            short(&b.commit),
+            b.step.as_deref().unwrap_or("make")
+        );
         for e in &b.errors {
             let _ = writeln!(o, "    {e}");
         }
     }
     for b in r.boots.iter().filter(|b| b.status != crate::serial::BootStatus::Ok) {
-        let status = serde_json::to_value(b.status).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-        let _ = writeln!(o, "  {} {} boot {} ({} vCPU, {}): {}", b.arch, b.variant, b.rep + 1, b.cpus, b.clock, status.replace('_', " "));
+        let status = serde_json::to_value(b.status)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "  {} {} boot {} ({} vCPU, {}): {}",
+            b.arch,
+            b.variant,
+            b.rep + 1,
+            b.cpus,
+            b.clock,
+            status.replace('_', " ")
+        );
         for l in b.excerpt.iter().take(12) {
             let _ = writeln!(o, "    {l}");
         }
@@ -460,7 +531,12 @@ pub fn failures(r: &Report) -> String {
     }
     let warned: Vec<&str> = r.boots.iter().flat_map(|b| b.warnings.iter().map(String::as_str)).collect();
     if let Some(w) = warned.first() {
-        let _ = writeln!(o, "  The kernel warned {} time{}, first: {w}", warned.len(), if warned.len() == 1 { "" } else { "s" });
+        let _ = writeln!(
+            o,
+            "  The kernel warned {} time{}, first: {w}",
+            warned.len(),
+            if warned.len() == 1 { "" } else { "s" }
+        );
     }
     o.trim_end().to_string()
 }
@@ -490,8 +566,11 @@ pub fn render(r: &Report, env: &Envelope, template: &str) -> Result<String> {
             cc.push(format_addr(a));
         }
     }
-    let ids = |v: &[String]| v.iter().map(|id| format!("<{}>", clean_header(id).replace(['<', '>', ' '], ""))).collect::<Vec<_>>();
-    let in_reply_to = r.reply_to.message_id.as_deref().map(|id| ids(&[id.to_string()]).join("")).unwrap_or_default();
+    let ids = |v: &[String]| {
+        v.iter().map(|id| format!("<{}>", clean_header(id).replace(['<', '>', ' '], ""))).collect::<Vec<_>>()
+    };
+    let in_reply_to =
+        r.reply_to.message_id.as_deref().map(|id| ids(&[id.to_string()]).join("")).unwrap_or_default();
     let mut refs = ids(&r.reply_to.references);
     if !in_reply_to.is_empty() {
         refs.push(in_reply_to.clone());
@@ -534,10 +613,30 @@ pub fn render(r: &Report, env: &Envelope, template: &str) -> Result<String> {
         tables => tables(r, &new_label),
         summary => summary(r),
         failures => failures(r),
-        reproduce => format!("cargo xtask eval <series> --rev {} --arch {} --suite {} --reps {}", r.series.version, r.plan.arches.join(","), r.plan.suite, r.plan.reps),
+        reproduce => reproduce(r),
         tested_by => if r.all_passed() { tested_by_line(&env.from) } else { None },
     })?;
     Ok(body)
+}
+
+fn reproduce(r: &Report) -> String {
+    let fetch = match &r.reply_to.message_id {
+        Some(id) => format!("b4 am {}", clean_header(id)),
+        None => "save the thread as an mbox".into(),
+    };
+    wrap(
+        &format!(
+            "{fetch}, then cargo xtask eval <the mbox> --rev {} --arch {} --cpus {} --suite {} --reps {} --clock {}",
+            r.series.version,
+            r.plan.arches.join(","),
+            join_u32(&r.plan.cpus).replace('/', ","),
+            r.plan.suite,
+            r.plan.reps,
+            if r.plan.clocks.len() > 1 { "both" } else { r.plan.clocks[0].as_str() }
+        ),
+        72,
+        "",
+    )
 }
 
 /// `Tested-by: Name <email>` takes the name as people write it (UTF-8 in the body).
@@ -583,7 +682,10 @@ mod tests {
 
     #[test]
     fn folding_and_wrapping() {
-        let f = fold("References", &(0..6).map(|i| format!("<message-{i}-abcdefgh@example.org>")).collect::<Vec<_>>().join(" "));
+        let f = fold(
+            "References",
+            &(0..6).map(|i| format!("<message-{i}-abcdefgh@example.org>")).collect::<Vec<_>>().join(" "),
+        );
         assert!(f.lines().all(|l| l.len() <= 78 - "References: ".len() + 40), "{f}");
         assert!(f.contains("\n "));
         let w = wrap(&"word ".repeat(40), 72, "  ");

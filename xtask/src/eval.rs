@@ -12,7 +12,10 @@ use crate::build::{self, BuildOptions};
 use crate::compare::{self, Tagged, Thresholds};
 use crate::mail::{Addr, MailDate};
 use crate::qemu::{Accel, Clock};
-use crate::report::{self, BootEntry, BuildEntry, Machine, PatchInfo, PlanInfo, Report, ReplyTarget, SeriesInfo, StageTime, TreeInfo};
+use crate::report::{
+    self, BootEntry, BuildEntry, Machine, PatchInfo, PlanInfo, ReplyTarget, Report, SeriesInfo, StageTime,
+    TreeInfo,
+};
 use crate::run::{self, AccelChoice, BootRecord, QemuBoot};
 use crate::series::{Choice, Series};
 use crate::suite::{self, Suite};
@@ -64,10 +67,18 @@ pub fn tester(from: Option<Addr>, cfg: &Config) -> Result<Addr> {
         return Ok(a);
     }
     let sh = xshell::Shell::new()?;
-    let get = |k: &str| xshell::cmd!(sh, "git config --get {k}").quiet().ignore_stderr().read().unwrap_or_default();
+    let get =
+        |k: &str| xshell::cmd!(sh, "git config --get {k}").quiet().ignore_stderr().read().unwrap_or_default();
     let (name, email) = (get("user.name"), get("user.email"));
     if email.trim().is_empty() {
-        bail!("no tester identity for From: and Tested-by:: pass --from \"Name <you@example.org>\" or set git config user.email");
+        // Still write the reply, but under an address that says where it came from.
+        let user = std::env::var("USER").unwrap_or_else(|_| "user".into());
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "localhost".into());
+        let email = format!("{user}@{}", host.trim());
+        eprintln!(
+            "eval: warning: no tester identity; the reply is From: and Tested-by: {email}. Set --from \"Name <you@example.org>\", mmeval.yaml's tester, or git config user.email before sending it."
+        );
+        return Ok(Addr { name: String::new(), email });
     }
     Ok(Addr { name: name.trim().to_string(), email: email.trim().to_string() })
 }
@@ -156,7 +167,8 @@ fn release_of(tree: &TreeHandle, commit: &str) -> Option<String> {
     let blob = repo.revparse_single(&format!("{commit}:Makefile")).ok()?.peel_to_blob().ok()?;
     let text = String::from_utf8_lossy(blob.content()).into_owned();
     let field = |k: &str| {
-        text.lines().find_map(|l| l.strip_prefix(k).map(|v| v.trim_start_matches([' ', '=']).trim().to_string()))
+        text.lines()
+            .find_map(|l| l.strip_prefix(k).map(|v| v.trim_start_matches([' ', '=']).trim().to_string()))
     };
     let (v, p, s) = (field("VERSION")?, field("PATCHLEVEL")?, field("SUBLEVEL").unwrap_or_default());
     Some(if s.is_empty() || s == "0" { format!("{v}.{p}") } else { format!("{v}.{p}.{s}") })
@@ -228,7 +240,12 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
             base_commit: series.base_commit.clone(),
         },
         reply_to: reply_target(&series),
-        tree: TreeInfo { label: o.tree.label.clone(), base: String::new(), base_source: String::new(), release: None },
+        tree: TreeInfo {
+            label: o.tree.label.clone(),
+            base: String::new(),
+            base_source: String::new(),
+            release: None,
+        },
         plan,
         apply: None,
         builds: vec![],
@@ -347,7 +364,15 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
             "eval: build {} {} {}",
             entry.arch,
             entry.variant,
-            if entry.ok { if entry.reused { "(stored)" } else { "ok" } } else { "FAILED" }
+            if entry.ok {
+                if entry.reused {
+                    "(stored)"
+                } else {
+                    "ok"
+                }
+            } else {
+                "FAILED"
+            }
         );
         report.builds.push(entry);
     }
@@ -363,7 +388,15 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
         .collect();
     let mut seen: HashSet<(String, u32, String, String, usize)> = done
         .iter()
-        .map(|s| (s.record.provenance.arch.clone(), s.record.provenance.vcpus, s.record.provenance.clock.clone(), s.variant.clone(), s.rep))
+        .map(|s| {
+            (
+                s.record.provenance.arch.clone(),
+                s.record.provenance.vcpus,
+                s.record.provenance.clock.clone(),
+                s.variant.clone(),
+                s.rep,
+            )
+        })
         .collect();
     if !done.is_empty() {
         eprintln!("eval: resuming: {} boots already done", done.len());
@@ -396,15 +429,27 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
         for (arch, initrd, accel) in &prepared {
             for &cpus in &o.cpus {
                 for &clock in &o.clocks {
-                    let order: Vec<&String> = if rep % 2 == 0 { variants.iter().collect() } else { variants.iter().rev().collect() };
+                    let order: Vec<&String> = if rep % 2 == 0 {
+                        variants.iter().collect()
+                    } else {
+                        variants.iter().rev().collect()
+                    };
                     for variant in order {
-                        let k = (arch.name.clone(), cpus, clock_name(clock).to_string(), variant.clone(), rep);
+                        let k =
+                            (arch.name.clone(), cpus, clock_name(clock).to_string(), variant.clone(), rep);
                         if seen.contains(&k) {
                             continue;
                         }
                         let accel = if clock == Clock::Instructions { Accel::Tcg } else { *accel };
                         let kernel = &kernels[&(arch.name.clone(), variant.clone())];
-                        let log = dir.join("boots").join(format!("{}-{}cpu-{}-{}-{}.log", arch.name, cpus, clock_name(clock), variant, rep + 1));
+                        let log = dir.join("boots").join(format!(
+                            "{}-{}cpu-{}-{}-{}.log",
+                            arch.name,
+                            cpus,
+                            clock_name(clock),
+                            variant,
+                            rep + 1
+                        ));
                         let b = QemuBoot {
                             arch,
                             kernel,
@@ -431,8 +476,12 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
                             record.seconds
                         );
                         let stored = Stored { variant: variant.clone(), rep, record };
-                        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(&records_path)?;
-                        std::io::Write::write_all(&mut f, format!("{}\n", serde_json::to_string(&stored)?).as_bytes())?;
+                        let mut f =
+                            std::fs::OpenOptions::new().create(true).append(true).open(&records_path)?;
+                        std::io::Write::write_all(
+                            &mut f,
+                            format!("{}\n", serde_json::to_string(&stored)?).as_bytes(),
+                        )?;
                         seen.insert(k);
                         done.push(stored);
                     }
@@ -444,10 +493,30 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
 
     // Compare and render.
     let t = Instant::now();
-    let wanted: HashSet<(String, u32, String)> =
-        prepared.iter().flat_map(|(a, _, _)| o.cpus.iter().flat_map(move |c| o.clocks.iter().map(move |k| (a.name.clone(), *c, clock_name(*k).to_string())))).collect();
-    done.retain(|s| wanted.contains(&(s.record.provenance.arch.clone(), s.record.provenance.vcpus, s.record.provenance.clock.clone())) && s.rep < o.reps);
-    done.sort_by_key(|s| (s.record.provenance.arch.clone(), s.record.provenance.vcpus, s.record.provenance.clock.clone(), s.rep, s.variant.clone()));
+    let wanted: HashSet<(String, u32, String)> = prepared
+        .iter()
+        .flat_map(|(a, _, _)| {
+            o.cpus.iter().flat_map(move |c| {
+                o.clocks.iter().map(move |k| (a.name.clone(), *c, clock_name(*k).to_string()))
+            })
+        })
+        .collect();
+    done.retain(|s| {
+        wanted.contains(&(
+            s.record.provenance.arch.clone(),
+            s.record.provenance.vcpus,
+            s.record.provenance.clock.clone(),
+        )) && s.rep < o.reps
+    });
+    done.sort_by_key(|s| {
+        (
+            s.record.provenance.arch.clone(),
+            s.record.provenance.vcpus,
+            s.record.provenance.clock.clone(),
+            s.rep,
+            s.variant.clone(),
+        )
+    });
     report.boots = done.iter().map(boot_entry).collect();
     report.machines = machines(&done, o.mem_mib);
     let mut tagged = Vec::new();
@@ -526,19 +595,36 @@ fn qemu_version(bin: &str) -> String {
         Err(_) => return "QEMU".into(),
     };
     let v = xshell::cmd!(sh, "{bin} --version").quiet().read().unwrap_or_default();
-    v.lines().next().and_then(|l| l.split_whitespace().nth(3)).map(|v| format!("QEMU {v}")).unwrap_or_else(|| "QEMU".into())
+    v.lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(3))
+        .map(|v| format!("QEMU {v}"))
+        .unwrap_or_else(|| "QEMU".into())
 }
 
-fn finish(mut report: Report, timing: Vec<StageTime>, dir: &Path, report_path: &Path, from: &Addr) -> Result<EvalOutcome> {
+fn finish(
+    mut report: Report,
+    timing: Vec<StageTime>,
+    dir: &Path,
+    report_path: &Path,
+    from: &Addr,
+) -> Result<EvalOutcome> {
     let t = Instant::now();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
     report.timing = timing;
     let date = email::rfc2822(now, 0);
-    let id = git2::Oid::hash_object(git2::ObjectType::Blob, serde_json::to_string(&report)?.as_bytes())?.to_string();
-    let domain = from.email.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_else(|| "localhost".into());
-    let env = email::Envelope { from: from.clone(), date, message_id: format!("{now}.{}.mmeval@{domain}", &id[..12]) };
+    let id = git2::Oid::hash_object(git2::ObjectType::Blob, serde_json::to_string(&report)?.as_bytes())?
+        .to_string();
+    let domain =
+        from.email.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_else(|| "localhost".into());
+    let env = email::Envelope {
+        from: from.clone(),
+        date,
+        message_id: format!("{now}.{}.mmeval@{domain}", &id[..12]),
+    };
     let template_path = reftree::project_root().join("templates/reply.eml.j2");
-    let template = std::fs::read_to_string(&template_path).with_context(|| format!("cannot read {}", template_path.display()))?;
+    let template = std::fs::read_to_string(&template_path)
+        .with_context(|| format!("cannot read {}", template_path.display()))?;
     let text = email::render(&report, &env, &template)?;
     let email_path = dir.join("reply.eml");
     std::fs::write(&email_path, &text)?;

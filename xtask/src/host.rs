@@ -76,7 +76,10 @@ pub fn install(packages: &[&str]) -> Result<()> {
     if packages.iter().any(|p| p.starts_with("qemu-system")) {
         if let Some(codename) = os_codename() {
             with_utils.push(format!("qemu-utils/{codename}"));
-            cmd!(sh, "apt-get install -y -q {lock} --allow-downgrades {with_utils...}").quiet().ignore_stdout().run()?;
+            cmd!(sh, "apt-get install -y -q {lock} --allow-downgrades {with_utils...}")
+                .quiet()
+                .ignore_stdout()
+                .run()?;
             return Ok(());
         }
     }

@@ -52,6 +52,9 @@ enum Command {
         /// Discard finished boots of an earlier evaluation of this series and start over.
         #[arg(long)]
         fresh: bool,
+        /// Where evaluations go (default: target/eval); each series gets <slug>/ there.
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Read a series (mbox, mbox.gz, .eml/.patch, or a directory) and summarise it.
     Series {
@@ -237,7 +240,22 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Eval { file, pick, tree, base, build: b, cpus, reps, suite, clock, accel, mem, from, fresh } => {
+        Command::Eval {
+            file,
+            pick,
+            tree,
+            base,
+            build: b,
+            cpus,
+            reps,
+            suite,
+            clock,
+            accel,
+            mem,
+            from,
+            fresh,
+            out,
+        } => {
             let started = std::time::Instant::now();
             if reps < 1 {
                 anyhow::bail!("--reps must be at least 1");
@@ -255,7 +273,7 @@ fn run(cli: Cli) -> Result<()> {
                 mem_mib: mem,
                 build: b.options(),
                 from: from.as_deref().map(xtask::eval::parse_from).transpose()?,
-                out_root: reftree::project_root().join("target/eval"),
+                out_root: out.unwrap_or_else(|| reftree::project_root().join("target/eval")),
                 fresh,
                 file,
             };

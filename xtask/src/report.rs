@@ -147,12 +147,19 @@ impl Report {
             && !self.builds.is_empty()
             && self.builds.iter().all(|b| b.ok)
             && !self.boots.is_empty()
-            && self.boots.iter().all(|b| b.status == BootStatus::Ok && b.failures.is_empty() && b.corrupt_lines == 0)
+            && self
+                .boots
+                .iter()
+                .all(|b| b.status == BootStatus::Ok && b.failures.is_empty() && b.corrupt_lines == 0)
             && self.expected_boots() == self.boots.len()
     }
 
     pub fn expected_boots(&self) -> usize {
-        self.plan.arches.len() * self.plan.cpus.len() * self.plan.clocks.len() * self.plan.reps * self.plan.variants.len()
+        self.plan.arches.len()
+            * self.plan.cpus.len()
+            * self.plan.clocks.len()
+            * self.plan.reps
+            * self.plan.variants.len()
     }
 
     pub fn failed_boots(&self) -> Vec<&BootEntry> {

@@ -342,8 +342,9 @@ pub fn run_plan(plan: &Plan) -> Result<Vec<BootRecord>> {
 /// the coefficient of variation across boots (the A/A table). Pure.
 pub fn variation_table(records: &[BootRecord]) -> String {
     use std::collections::BTreeMap;
-    let mut groups: BTreeMap<(String, String, String, u32, String), (Vec<f64>, usize, String)> =
-        BTreeMap::new();
+    /// (arch, accel, clock, vCPUs, workload) -> (per-boot medians, failed boots, metric)
+    type Groups = BTreeMap<(String, String, String, u32, String), (Vec<f64>, usize, String)>;
+    let mut groups: Groups = BTreeMap::new();
     for r in records {
         let p = &r.provenance;
         for s in &r.boot.results {

@@ -39,22 +39,6 @@ pub fn median(v: &[f64]) -> f64 {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn against_python_statistics() {
-        // python3: statistics.mean/stdev/median of [10, 12, 11, 15, 9]
-        let v = [10.0, 12.0, 11.0, 15.0, 9.0];
-        assert_eq!(mean(&v), 11.4);
-        assert!((stddev(&v) - 2.302172886644267).abs() < 1e-12);
-        assert_eq!(median(&v), 11.0);
-        assert_eq!(median(&[1.0, 4.0, 2.0, 3.0]), 2.5);
-        assert!((cv_percent(&v) - 20.194499005651467).abs() < 1e-9);
-    }
-}
-
 /// Average ranks (1-based) of `all`, ties sharing their mean rank, and the tie
 /// correction term sum(t^3 - t).
 fn ranks(all: &[f64]) -> (Vec<f64>, f64) {
@@ -89,7 +73,8 @@ pub fn erfc(x: f64) -> f64 {
             + t * (0.37409196
                 + t * (0.09678418
                     + t * (-0.18628806
-                        + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
+                        + t * (0.27886807
+                            + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))));
     let r = t * poly.exp();
     if x >= 0.0 {
         r
@@ -208,4 +193,20 @@ pub fn change_with_ci(base: &[f64], new: &[f64], rounds: usize, seed: u64) -> (f
     }
     est.sort_by(|a, b| a.total_cmp(b));
     (point, percentile_sorted(&est, 2.5), percentile_sorted(&est, 97.5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn against_python_statistics() {
+        // python3: statistics.mean/stdev/median of [10, 12, 11, 15, 9]
+        let v = [10.0, 12.0, 11.0, 15.0, 9.0];
+        assert_eq!(mean(&v), 11.4);
+        assert!((stddev(&v) - 2.302172886644267).abs() < 1e-12);
+        assert_eq!(median(&v), 11.0);
+        assert_eq!(median(&[1.0, 4.0, 2.0, 3.0]), 2.5);
+        assert!((cv_percent(&v) - 20.194499005651467).abs() < 1e-9);
+    }
 }

@@ -14,15 +14,20 @@ fn the_initramfs_reads_back_with_cpio() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("initrd.cpio");
     std::fs::write(&file, &archive).unwrap();
-    let list = Command::new("sh").arg("-c").arg(format!("cpio -it --quiet < {}", file.display())).output().unwrap();
+    let list =
+        Command::new("sh").arg("-c").arg(format!("cpio -it --quiet < {}", file.display())).output().unwrap();
     assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
     assert_eq!(
         String::from_utf8_lossy(&list.stdout),
         "dev\ndev/console\ndev/null\ndev/zero\nproc\nsys\ntmp\ninit\nsuite.txt\n"
     );
-    let verbose = Command::new("sh").arg("-c").arg(format!("cpio -itv --quiet < {}", file.display())).output().unwrap();
+    let verbose =
+        Command::new("sh").arg("-c").arg(format!("cpio -itv --quiet < {}", file.display())).output().unwrap();
     let v = String::from_utf8_lossy(&verbose.stdout);
-    assert!(v.lines().any(|l| l.starts_with("crw-------") && l.contains("5,") && l.ends_with("dev/console")), "{v}");
+    assert!(
+        v.lines().any(|l| l.starts_with("crw-------") && l.contains("5,") && l.ends_with("dev/console")),
+        "{v}"
+    );
     assert!(v.lines().any(|l| l.starts_with("-rwxr-xr-x") && l.ends_with("init")), "{v}");
     let out = Command::new("sh")
         .arg("-c")

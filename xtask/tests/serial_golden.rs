@@ -12,11 +12,21 @@ fn render(b: &serial::Boot) -> String {
     writeln!(o, "status: {:?}", b.status).unwrap();
     writeln!(o, "suite: {:?}", b.suite).unwrap();
     if let Some(e) = &b.env {
-        writeln!(o, "env: {} {} page {} cpus {} {} thp {} mthp {}", e.kernel, e.machine, e.page_size, e.cpus, e.cpu_model, e.thp, e.mthp).unwrap();
+        writeln!(
+            o,
+            "env: {} {} page {} cpus {} {} thp {} mthp {}",
+            e.kernel, e.machine, e.page_size, e.cpus, e.cpu_model, e.thp, e.mthp
+        )
+        .unwrap();
     }
     writeln!(o, "lines: {} repaired, {} corrupt", b.repaired_lines, b.corrupt_lines).unwrap();
     for s in &b.results {
-        writeln!(o, "result {} {} median {} [{} .. {}] reps {} samples {:?}", s.id, s.metric, s.median, s.min, s.max, s.reps, s.samples).unwrap();
+        writeln!(
+            o,
+            "result {} {} median {} [{} .. {}] reps {} samples {:?}",
+            s.id, s.metric, s.median, s.min, s.max, s.reps, s.samples
+        )
+        .unwrap();
     }
     for f in &b.failures {
         writeln!(o, "failed {}: {}", f.id, f.reason).unwrap();
@@ -49,7 +59,9 @@ fn every_log_matches_its_golden() {
 
 #[test]
 fn crlf_and_interleaving_lose_nothing() {
-    let read = |n: &str| String::from_utf8_lossy(&std::fs::read(common::data(&format!("serial/{n}"))).unwrap()).into_owned();
+    let read = |n: &str| {
+        String::from_utf8_lossy(&std::fs::read(common::data(&format!("serial/{n}"))).unwrap()).into_owned()
+    };
     let normal = serial::parse(&read("normal-x86_64.log"), false);
     let crlf = serial::parse(&read("crlf-x86_64.log"), false);
     let inter = serial::parse(&read("interleaved-x86_64.log"), false);

@@ -29,7 +29,8 @@ fn close(a: f64, b: f64, rel: f64) -> bool {
 
 #[test]
 fn mann_whitney_matches_scipy() {
-    let f: Fixtures = serde_json::from_str(&std::fs::read_to_string(common::data("stats/fixtures.json")).unwrap()).unwrap();
+    let f: Fixtures =
+        serde_json::from_str(&std::fs::read_to_string(common::data("stats/fixtures.json")).unwrap()).unwrap();
     assert!(f.cases.len() >= 8);
     for c in &f.cases {
         let (u, p) = stats::mann_whitney(&c.x, &c.y);
@@ -40,10 +41,17 @@ fn mann_whitney_matches_scipy() {
 
 #[test]
 fn bootstrap_matches_the_independent_implementation() {
-    let f: Fixtures = serde_json::from_str(&std::fs::read_to_string(common::data("stats/fixtures.json")).unwrap()).unwrap();
+    let f: Fixtures =
+        serde_json::from_str(&std::fs::read_to_string(common::data("stats/fixtures.json")).unwrap()).unwrap();
     for c in &f.cases {
         let (ch, lo, hi) = stats::change_with_ci(&c.x, &c.y, 2000, 42);
         assert!(close(ch, c.change, 1e-9), "{}: change {ch} vs {}", c.name, c.change);
-        assert!(close(lo, c.ci_lo, 1e-9) && close(hi, c.ci_hi, 1e-9), "{}: [{lo}, {hi}] vs [{}, {}]", c.name, c.ci_lo, c.ci_hi);
+        assert!(
+            close(lo, c.ci_lo, 1e-9) && close(hi, c.ci_hi, 1e-9),
+            "{}: [{lo}, {hi}] vs [{}, {}]",
+            c.name,
+            c.ci_lo,
+            c.ci_hi
+        );
     }
 }

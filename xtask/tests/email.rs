@@ -1,0 +1,149 @@
+//! The reply email over report fixtures (real evaluations, see tests/data/reports/
+//! README.md), compared with goldens; each one read back by a real mail parser and
+//! accepted by `git send-email --dry-run`; and hostile header values kept harmless.
+
+mod common;
+
+use expect_test::expect_file;
+use xtask::mail::Addr;
+use xtask::report::Report;
+use xtask::{email, reftree};
+
+fn envelope() -> email::Envelope {
+    email::Envelope {
+        from: Addr { name: "Jörg Tester".into(), email: "joerg.tester@example.org".into() },
+        date: "Sun, 22 Nov 2026 10:00:00 +0000".into(),
+        message_id: "1795341600.0123456789ab.mmeval@example.org".into(),
+    }
+}
+
+fn template() -> String {
+    std::fs::read_to_string(reftree::project_root().join("templates/reply.eml.j2")).unwrap()
+}
+
+fn fixtures() -> Vec<(String, Report)> {
+    let dir = common::data("reports");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|n| {
+            let r: Report = serde_json::from_str(&std::fs::read_to_string(dir.join(&n)).unwrap())
+                .unwrap_or_else(|e| panic!("{n}: {e}"));
+            (n.trim_end_matches(".json").to_string(), r)
+        })
+        .collect()
+}
+
+#[test]
+fn every_report_renders_to_its_golden() {
+    let all = fixtures();
+    let names: Vec<&str> = all.iter().map(|(n, _)| n.as_str()).collect();
+    for want in ["all-green", "regression", "apply-failure", "build-failure", "panic", "timeout", "noisy"] {
+        assert!(names.contains(&want), "no {want} fixture in {names:?}");
+    }
+    for (name, r) in &all {
+        let text = email::render(r, &envelope(), &template()).unwrap();
+        expect_file![format!("data/reports-golden/{name}.eml")].assert_eq(&text);
+    }
+}
+
+#[test]
+fn tested_by_only_when_everything_passed() {
+    for (name, r) in fixtures() {
+        let text = email::render(&r, &envelope(), &template()).unwrap();
+        let has = text.lines().any(|l| l == "Tested-by: Jörg Tester <joerg.tester@example.org>");
+        let expect = matches!(name.as_str(), "all-green" | "regression" | "noisy");
+        assert_eq!(has, expect, "{name}: Tested-by {has}");
+        assert_eq!(r.all_passed(), expect, "{name}");
+    }
+}
+
+#[test]
+fn a_real_mail_parser_reads_every_reply() {
+    for (name, r) in fixtures() {
+        let text = email::render(&r, &envelope(), &template()).unwrap();
+        let m = mailparse::parse_mail(text.as_bytes()).unwrap();
+        let h = |k: &str| mailparse::MailHeaderMap::get_first_value(&m.headers[..], k).unwrap_or_default();
+        let subject = h("Subject");
+        assert!(subject.starts_with("Re: ") && !subject.starts_with("Re: Re:"), "{name}: {subject}");
+        assert_eq!(subject, format!("Re: {}", r.reply_to.subject.trim_start_matches("Re: ")), "{name}");
+        assert_eq!(h("In-Reply-To"), format!("<{}>", r.reply_to.message_id.as_deref().unwrap()), "{name}");
+        assert!(
+            h("References").ends_with(&format!("<{}>", r.reply_to.message_id.as_deref().unwrap())),
+            "{name}"
+        );
+        assert_eq!(h("From"), "Jörg Tester <joerg.tester@example.org>");
+        assert!(h("To").contains(&r.reply_to.from.email));
+        assert!(!h("Cc").contains("joerg.tester@"), "{name}: the tester is not cc'd");
+        assert_eq!(m.ctype.mimetype, "text/plain");
+        assert_eq!(m.ctype.charset, "utf-8");
+        let body = m.get_body().unwrap();
+        assert!(body.contains("What was tested") && body.contains("Summary"), "{name}");
+        // Prose is wrapped; only tables, the quoted cover and indented lists may be wide.
+        for l in body.lines() {
+            let table = l.contains(" ns/") || l.contains(" -- ") || l.contains("baseline");
+            assert!(l.chars().count() <= 100 || table || l.starts_with("  "), "{name}: long line {l:?}");
+        }
+    }
+}
+
+#[test]
+fn git_send_email_accepts_every_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, r) in fixtures() {
+        let path = dir.path().join(format!("{name}.eml"));
+        std::fs::write(&path, email::render(&r, &envelope(), &template()).unwrap()).unwrap();
+        // --dry-run with a program as the "server": nothing leaves the machine.
+        let out = std::process::Command::new("git")
+            .args(["send-email", "--dry-run", "--confirm=never", "--no-validate", "--suppress-cc=all"])
+            .arg("--smtp-server=/bin/true")
+            .arg(&path)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .expect("git send-email (Debian package git-email)");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{name}: {}{}", stdout, String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("Dry-Sent Re: "), "{name}: {stdout}");
+        assert!(stdout.contains(&r.reply_to.from.email), "{name}: {stdout}");
+    }
+}
+
+#[test]
+fn header_values_from_mail_cannot_inject_headers() {
+    let (_, mut r) = fixtures().into_iter().find(|(n, _)| n == "all-green").unwrap();
+    r.reply_to.subject = "[PATCH] x\r\nBcc: victim@example.com".into();
+    r.reply_to.from.name = "Evil\nBcc: victim2@example.com".into();
+    r.reply_to.message_id = Some("id@x>\r\nX-Injected: yes".into());
+    r.reply_to.references = vec!["a@b>\nX-Also: yes".into()];
+    r.reply_to.cc.push(Addr { name: "Name\r\nX-Cc: 1".into(), email: "c@d\r\nX-E: 2".into() });
+    let text = email::render(&r, &envelope(), &template()).unwrap();
+    let head = text.split("\n\n").next().unwrap();
+    for l in head.lines() {
+        let name = l.split(':').next().unwrap();
+        assert!(
+            l.starts_with(' ')
+                || [
+                    "From",
+                    "To",
+                    "Cc",
+                    "Subject",
+                    "Date",
+                    "Message-ID",
+                    "In-Reply-To",
+                    "References",
+                    "MIME-Version",
+                    "Content-Type",
+                    "Content-Transfer-Encoding",
+                    "X-Mailer"
+                ]
+                .contains(&name),
+            "injected header line: {l:?}"
+        );
+    }
+    assert!(!text.contains('\r'));
+}
