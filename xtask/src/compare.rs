@@ -8,6 +8,22 @@ use crate::stats;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// JSON has no NaN: a statistic that does not exist (no samples) is written as null
+/// and read back as NaN.
+mod nan_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(x: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if x.is_finite() {
+            s.serialize_f64(*x)
+        } else {
+            s.serialize_none()
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+}
+
 /// When a change counts, from `mmeval.yaml` (`thresholds:`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct Thresholds {
@@ -55,9 +71,13 @@ pub struct Side {
     pub n: usize,
     /// Boots where this workload failed or the boot died before it.
     pub failed: usize,
+    #[serde(with = "nan_null")]
     pub median: f64,
+    #[serde(with = "nan_null")]
     pub min: f64,
+    #[serde(with = "nan_null")]
     pub max: f64,
+    #[serde(with = "nan_null")]
     pub cv_pct: f64,
     pub values: Vec<f64>,
 }
@@ -91,9 +111,13 @@ pub struct Comparison {
     /// Keyed by variant name ("patched", or "v1", "v2" ...), in the plan's order.
     pub new: Side,
     /// Percent change of the median, new against base (negative: faster).
+    #[serde(with = "nan_null")]
     pub change_pct: f64,
+    #[serde(with = "nan_null")]
     pub ci_lo: f64,
+    #[serde(with = "nan_null")]
     pub ci_hi: f64,
+    #[serde(with = "nan_null")]
     pub p_value: f64,
     pub verdict: Verdict,
 }
@@ -129,13 +153,15 @@ pub fn verdict(base: &Side, new: &Side, change: f64, lo: f64, hi: f64, p: f64, t
     if base.n < t.min_runs || new.n < t.min_runs || min_p(base.n, new.n) >= t.alpha {
         return Verdict::TooFewRuns;
     }
+    // Noise first: a rank test can call even wildly scattered samples "different",
+    // and nobody should act on a verdict drawn from them.
+    if base.cv_pct > t.noisy_cv_pct || new.cv_pct > t.noisy_cv_pct {
+        return Verdict::TooNoisy;
+    }
     let excludes_zero = lo.is_finite() && hi.is_finite() && (lo > 0.0 || hi < 0.0);
     if p < t.alpha && excludes_zero && change.abs() >= t.min_change_pct {
         // Every metric is a time: lower is better.
         return if change < 0.0 { Verdict::Improvement } else { Verdict::Regression };
-    }
-    if base.cv_pct > t.noisy_cv_pct || new.cv_pct > t.noisy_cv_pct {
-        return Verdict::TooNoisy;
     }
     Verdict::NoSignificantChange
 }
@@ -242,5 +268,19 @@ mod tests {
             verdict(&noisy, &side(&[100.0, 101.0, 99.0, 100.0, 100.0]), 0.0, -10.0, 10.0, 0.8, &t),
             Verdict::TooNoisy
         );
+    }
+}
+
+#[cfg(test)]
+mod json {
+    use super::*;
+
+    #[test]
+    fn missing_statistics_round_trip_through_json() {
+        let empty = Side::new(vec![], 4);
+        let json = serde_json::to_string(&empty).unwrap();
+        assert!(json.contains("\"median\":null"), "{json}");
+        let back: Side = serde_json::from_str(&json).unwrap();
+        assert!(back.median.is_nan() && back.min.is_nan() && back.failed == 4);
     }
 }

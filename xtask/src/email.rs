@@ -289,6 +289,7 @@ fn group_title(c: &Comparison, n: usize) -> String {
 
 fn metric_unit(m: &str) -> &str {
     match m {
+        "" => "-",
         "ns_per_call" => "ns/call",
         "ns_per_page" => "ns/page",
         "ns_per_op" => "ns/op",
@@ -459,6 +460,21 @@ pub fn summary(r: &Report) -> String {
     parts.iter().map(|p| wrap(p, 72, "")).collect::<Vec<_>>().join("\n\n")
 }
 
+/// Register and code dumps say nothing to a reader of the list.
+fn is_register_dump(l: &str) -> bool {
+    let t = l.trim_start();
+    let reg = t.len() > 4
+        && t.as_bytes()[0] == b'R'
+        && t.as_bytes()[3] == b':'
+        && t[1..3].chars().all(|c| c.is_ascii_alphanumeric());
+    reg || [
+        "Code:", "RSP:", "FS:", "CS:", "CR2:", "DR0:", "DR3:", "GPR", "NIP:", "LR:", "pc :", "lr :", "sp :",
+        "x2", "x1", "x0",
+    ]
+    .iter()
+    .any(|p| t.starts_with(p))
+}
+
 fn fmt_p(p: f64) -> String {
     if p < 0.001 {
         "< 0.001".into()
@@ -501,22 +517,38 @@ pub fn failures(r: &Report) -> String {
             let _ = writeln!(o, "    {e}");
         }
     }
-    for b in r.boots.iter().filter(|b| b.status != crate::serial::BootStatus::Ok) {
-        let status = serde_json::to_value(b.status)
+    // Boots that died the same way are told once, with the first one's log lines.
+    let status_of = |b: &crate::report::BootEntry| {
+        serde_json::to_value(b.status)
             .ok()
             .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default()
+            .replace('_', " ")
+    };
+    let mut groups: Vec<(String, Vec<&crate::report::BootEntry>)> = Vec::new();
+    for b in r.boots.iter().filter(|b| b.status != crate::serial::BootStatus::Ok) {
+        let first = b
+            .excerpt
+            .iter()
+            .find(|l| l.contains("BUG") || l.contains("panic") || l.contains("Oops"))
+            .cloned()
             .unwrap_or_default();
-        let _ = writeln!(
-            o,
-            "  {} {} boot {} ({} vCPU, {}): {}",
-            b.arch,
-            b.variant,
-            b.rep + 1,
-            b.cpus,
-            b.clock,
-            status.replace('_', " ")
-        );
-        for l in b.excerpt.iter().take(12) {
+        let key = format!("{} {} {} {first}", b.arch, b.variant, status_of(b));
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, v)) => v.push(b),
+            None => groups.push((key, vec![b])),
+        }
+    }
+    for (_, boots) in &groups {
+        let b = boots[0];
+        let which: Vec<String> =
+            boots.iter().map(|b| format!("{} ({} vCPU, {})", b.rep + 1, b.cpus, b.clock)).collect();
+        let plural = if boots.len() == 1 { "" } else { "s" };
+        let _ = writeln!(o, "  {} {} boot{plural} {}: {}", b.arch, b.variant, which.join(", "), status_of(b));
+        if b.excerpt.is_empty() {
+            let _ = writeln!(o, "    (nothing on the serial console)");
+        }
+        for l in b.excerpt.iter().filter(|l| !is_register_dump(l)).take(14) {
             let _ = writeln!(o, "    {l}");
         }
     }
