@@ -22,6 +22,8 @@ pub struct Manifest {
 #[derive(Debug, Deserialize)]
 pub struct RefSpec {
     pub debian: Option<DebianSource>,
+    /// A release tarball (kernel.org), tried when there is no Debian source.
+    pub tarball: Option<TarballSource>,
     /// The kernel release, e.g. 7.2.13.
     pub release: String,
     /// Author and committer date of the import commit.
@@ -38,6 +40,13 @@ pub struct DebianSource {
     pub archive: String,
     pub suite: String,
     pub sha256: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct TarballSource {
+    /// https://, or file:// for a tarball already on disk.
+    pub url: String,
+    pub sha256: String,
 }
 
 /// A provisioned tree.
@@ -93,7 +102,14 @@ pub fn provision(name: Option<&str>) -> Result<RefTree> {
         }
     }
     let Some(deb) = &spec.debian else {
-        bail!("reference {name} has no source this tool can fetch");
+        let Some(t) = &spec.tarball else {
+            bail!("reference {name} has no source in linux-ref/refs.yaml (debian: or tarball:)");
+        };
+        let work = cache_root().join("work");
+        std::fs::create_dir_all(&work)?;
+        let file = fetch_tarball(t, &work.join(format!("{name}.tar")))?;
+        let message = format!("Linux {} ({})", spec.release, t.url.rsplit('/').next().unwrap_or(&t.url));
+        return import_tarball(&name, &file, &message, &spec.date, &dest);
     };
     host::require(&[
         ("dpkg-deb", "dpkg"),
@@ -112,12 +128,12 @@ pub fn provision(name: Option<&str>) -> Result<RefTree> {
     let unpack = work.join(format!("unpack-{name}"));
     let _ = sh.remove_path(&unpack);
     sh.create_dir(&unpack)?;
-    cmd!(sh, "dpkg-deb -x {deb_file} {unpack}/pkg").run()?;
+    cmd!(sh, "dpkg-deb -x {deb_file} {unpack}/pkg").quiet().run()?;
     let tarball = find_tarball(&unpack.join("pkg/usr/src"))?;
     let src = unpack.join("src");
     sh.create_dir(&src)?;
     eprintln!("[ref] {name}: unpacking {}", tarball.display());
-    cmd!(sh, "tar -xf {tarball} -C {src} --strip-components=1").run()?;
+    cmd!(sh, "tar -xf {tarball} -C {src} --strip-components=1").quiet().run()?;
     sh.remove_path(unpack.join("pkg"))?;
 
     eprintln!("[ref] {name}: importing into git (one commit)");
@@ -135,6 +151,50 @@ pub fn provision(name: Option<&str>) -> Result<RefTree> {
     let _ = sh.remove_path(&unpack);
     eprintln!("[ref] {name}: {} at {} ({:.0} s)", commit, dest.display(), started.elapsed().as_secs_f64());
     Ok(RefTree { name, path: dest, commit })
+}
+
+/// Downloads (curl) a release tarball and checks its SHA-256.
+pub fn fetch_tarball(t: &TarballSource, dest: &Path) -> Result<PathBuf> {
+    host::require(&[("curl", "curl"), ("sha256sum", "coreutils")])?;
+    let sh = Shell::new()?;
+    let url = &t.url;
+    if !(url.starts_with("https://") || url.starts_with("file://")) {
+        bail!("tarball url `{url}` must be https:// or file://");
+    }
+    if !dest.is_file() {
+        let tmp = dest.with_extension("part");
+        cmd!(sh, "curl -fsSL -o {tmp} {url}").run().with_context(|| format!("cannot download {url}"))?;
+        std::fs::rename(&tmp, dest)?;
+    }
+    let sum = cmd!(sh, "sha256sum {dest}").quiet().read()?;
+    if !sum.starts_with(t.sha256.as_str()) {
+        let _ = std::fs::remove_file(dest);
+        bail!(
+            "{url} has the wrong SHA-256 (expected {}, got {}); removed it",
+            t.sha256,
+            sum.split(' ').next().unwrap_or("")
+        );
+    }
+    Ok(dest.to_path_buf())
+}
+
+/// Unpacks a release tarball (its one top directory stripped) and imports it as one
+/// reproducible commit at `dest`.
+pub fn import_tarball(name: &str, tarball: &Path, message: &str, date: &str, dest: &Path) -> Result<RefTree> {
+    host::require(&[("tar", "tar"), ("xz", "xz-utils"), ("git", "git")])?;
+    let sh = Shell::new()?;
+    let src = cache_root().join("work").join(format!("unpack-{name}"));
+    let _ = sh.remove_path(&src);
+    sh.create_dir(&src)?;
+    eprintln!("[ref] {name}: unpacking {}", tarball.display());
+    cmd!(sh, "tar -xf {tarball} -C {src} --strip-components=1").quiet().run()?;
+    eprintln!("[ref] {name}: importing into git (one commit)");
+    let commit = import(&sh, &src, message, date)?;
+    if let Some(parent) = dest.parent() {
+        sh.create_dir(parent)?;
+    }
+    std::fs::rename(&src, dest).with_context(|| format!("cannot move the tree to {}", dest.display()))?;
+    Ok(RefTree { name: name.to_string(), path: dest.to_path_buf(), commit })
 }
 
 fn got_version(deb: &Path) -> String {
@@ -225,9 +285,9 @@ pub fn import(sh: &Shell, src: &Path, message: &str, date: &str) -> Result<Strin
         sh.push_env("GIT_AUTHOR_DATE", date),
         sh.push_env("GIT_COMMITTER_DATE", date),
     ];
-    cmd!(sh, "git init -q -b main .").run()?;
+    cmd!(sh, "git init -q -b main .").quiet().run()?;
     // -f: import exactly what the source ships, whatever its .gitignore files say.
-    cmd!(sh, "git add -A -f .").run()?;
-    cmd!(sh, "git -c commit.gpgsign=false commit -q -m {message}").run()?;
+    cmd!(sh, "git add -A -f .").quiet().run()?;
+    cmd!(sh, "git -c commit.gpgsign=false commit -q -m {message}").quiet().run()?;
     Ok(cmd!(sh, "git rev-parse HEAD").read()?)
 }
