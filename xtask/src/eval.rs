@@ -408,7 +408,17 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
         }
         build::check_qemu(arch)?;
         let initrd = harness::initramfs(arch, &o.suite)?;
+        let missing = o.cpus.iter().any(|&c| {
+            o.clocks.iter().any(|&k| {
+                (0..o.reps).any(|rep| {
+                    variants.iter().any(|v| {
+                        !seen.contains(&(arch.name.clone(), c, clock_name(k).to_string(), v.clone(), rep))
+                    })
+                })
+            })
+        });
         let accel = match o.accel {
+            _ if !missing => Accel::Tcg, // nothing left to boot: no probe needed
             AccelChoice::Tcg => Accel::Tcg,
             AccelChoice::Kvm => Accel::Kvm,
             AccelChoice::Auto => {
@@ -628,6 +638,11 @@ fn finish(
     let text = email::render(&report, &env, &template)?;
     let email_path = dir.join("reply.eml");
     std::fs::write(&email_path, &text)?;
+    let page_template = reftree::project_root().join("templates/report.html.j2");
+    let page_template = std::fs::read_to_string(&page_template)
+        .with_context(|| format!("cannot read {}", page_template.display()))?;
+    let alpha = config().map(|c| c.thresholds.alpha).unwrap_or(0.05);
+    std::fs::write(dir.join("report.html"), crate::html::render(&report, &page_template, alpha)?)?;
     report.timing.push(StageTime { stage: "render".into(), seconds: t.elapsed().as_secs_f64() });
     write_json(report_path, &report)?;
     Ok(EvalOutcome { dir: dir.to_path_buf(), report, email: email_path })

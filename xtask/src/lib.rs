@@ -10,6 +10,7 @@ pub mod email;
 pub mod eval;
 pub mod harness;
 pub mod host;
+pub mod html;
 pub mod input;
 pub mod kconfig;
 pub mod mail;

@@ -281,6 +281,7 @@ fn run(cli: Cli) -> Result<()> {
             let r = &out.report;
             println!("email:  {}", out.email.display());
             println!("report: {}", out.dir.join("report.json").display());
+            println!("page:   {}", out.dir.join("report.html").display());
             let verdict = if r.apply.is_some() {
                 "the series does not apply".to_string()
             } else {
