@@ -100,6 +100,9 @@ impl Side {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Comparison {
+    /// The variant compared with the baseline: "patched", or "v1", "v2" ...
+    #[serde(default = "patched")]
+    pub variant: String,
     pub arch: String,
     pub accel: String,
     pub clock: String,
@@ -120,6 +123,10 @@ pub struct Comparison {
     #[serde(with = "nan_null")]
     pub p_value: f64,
     pub verdict: Verdict,
+}
+
+fn patched() -> String {
+    "patched".into()
 }
 
 /// A sample of one boot, with where it came from.
@@ -217,6 +224,7 @@ pub fn compare(samples: &[Tagged], base_variant: &str, new_variant: &str, t: &Th
             };
             let v = verdict(&base, &new, change, lo, hi, p, t);
             Comparison {
+                variant: new_variant.to_string(),
                 arch,
                 accel,
                 clock,

@@ -219,16 +219,23 @@ fn tested_block(r: &Report) -> String {
         short(&r.tree.base),
         r.tree.base_source
     );
-    let _ = writeln!(
-        o,
-        "  Series:    v{}, {} patch{}:",
-        r.series.version,
-        r.series.patches.len(),
-        if r.series.patches.len() == 1 { "" } else { "es" }
-    );
-    for p in &r.series.patches {
-        let c = p.commit.as_deref().map(short).unwrap_or("(not applied)");
-        let _ = writeln!(o, "               {}/{} {c} {}", p.number, p.total, p.subject);
+    let revisions: Vec<(u32, &Vec<crate::report::PatchInfo>)> = if r.revisions.is_empty() {
+        vec![(r.series.version, &r.series.patches)]
+    } else {
+        r.revisions.iter().map(|x| (x.version, &x.patches)).collect()
+    };
+    for (i, (version, patches)) in revisions.iter().enumerate() {
+        let n = patches.len();
+        let _ = writeln!(
+            o,
+            "  {:<10} v{version}, {n} patch{}:",
+            if i == 0 { "Series:" } else { "" },
+            if n == 1 { "" } else { "es" }
+        );
+        for p in patches.iter() {
+            let c = p.commit.as_deref().map(short).unwrap_or("(not applied)");
+            let _ = writeln!(o, "               {}/{} {c} {}", p.number, p.total, p.subject);
+        }
     }
     let mut compilers: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for b in r.builds.iter().filter(|b| b.ok && b.variant == r.plan.variants[0]) {
@@ -308,51 +315,64 @@ fn fmt_num(x: f64) -> String {
 }
 
 /// One table per (arch, accelerator, clock, vCPUs), mmtests style.
-pub fn tables(r: &Report, new_label: &str) -> String {
-    let mut groups: BTreeMap<(String, String, String, u32), Vec<&Comparison>> = BTreeMap::new();
+pub fn tables(r: &Report) -> String {
+    let news = r.new_variants();
+    // group -> workload -> variant -> comparison
+    type Rows<'a> = BTreeMap<String, BTreeMap<String, &'a Comparison>>;
+    let mut groups: BTreeMap<(String, String, String, u32), Rows> = BTreeMap::new();
     for c in &r.comparisons {
-        groups.entry((c.arch.clone(), c.accel.clone(), c.clock.clone(), c.cpus)).or_default().push(c);
+        groups
+            .entry((c.arch.clone(), c.accel.clone(), c.clock.clone(), c.cpus))
+            .or_default()
+            .entry(c.workload.clone())
+            .or_default()
+            .insert(c.variant.clone(), c);
     }
+    let side = |s: &crate::compare::Side| {
+        if s.n == 0 {
+            format!("{:>17}", "failed")
+        } else {
+            format!("{:>10} ±{:>4.1}%", fmt_num(s.median), s.cv_pct)
+        }
+    };
     let mut o = String::new();
     for rows in groups.values() {
-        let n = rows.iter().map(|c| c.base.n.max(c.new.n)).max().unwrap_or(0);
-        let _ = writeln!(o, "{}", group_title(rows[0], n));
-        let _ = writeln!(o, "{:<36} {:<7} {:>17} {:>17} {:>11}", "", "", "baseline", new_label, "change");
-        for c in rows {
-            let gain = -c.change_pct;
-            let significant = matches!(c.verdict, Verdict::Improvement | Verdict::Regression);
-            let change = if !gain.is_finite() {
-                "        -".to_string()
-            } else if significant {
-                format!("*{gain:>8.2}%*")
-            } else {
-                format!("({gain:>8.2}%)")
-            };
-            let side = |s: &crate::compare::Side| {
-                if s.n == 0 {
-                    format!("{:>17}", "failed")
+        let any = rows.values().flat_map(|m| m.values()).copied().collect::<Vec<_>>();
+        let n = any.iter().map(|c| c.base.n.max(c.new.n)).max().unwrap_or(0);
+        let _ = write!(o, "{}\n{:<36} {:<7} {:>17}", group_title(any[0], n), "", "", "baseline");
+        for v in &news {
+            let _ = write!(o, " {v:>17} {:>11}", "change");
+        }
+        o.push('\n');
+        for (workload, by_variant) in rows {
+            let first = by_variant.values().next().unwrap();
+            let _ = write!(o, "{workload:<36} {:<7} {}", metric_unit(&first.metric), side(&first.base));
+            let mut notes = String::new();
+            let mut failed = first.base.failed;
+            for v in &news {
+                let Some(c) = by_variant.get(v) else {
+                    let _ = write!(o, " {:>17} {:>11}", "-", "");
+                    continue;
+                };
+                let gain = -c.change_pct;
+                let change = if !gain.is_finite() {
+                    "        -".to_string()
+                } else if matches!(c.verdict, Verdict::Improvement | Verdict::Regression) {
+                    format!("*{gain:>8.2}%*")
                 } else {
-                    format!("{:>10} ±{:>4.1}%", fmt_num(s.median), s.cv_pct)
+                    format!("({gain:>8.2}%)")
+                };
+                let _ = write!(o, " {} {change:>11}", side(&c.new));
+                let label = if news.len() > 1 { format!(" ({v})") } else { String::new() };
+                match c.verdict {
+                    Verdict::TooNoisy => notes.push_str(&format!("  noisy{label}")),
+                    Verdict::TooFewRuns => notes.push_str(&format!("  too few runs{label}")),
+                    _ => {}
                 }
-            };
-            let note = match c.verdict {
-                Verdict::TooNoisy => "  noisy",
-                Verdict::TooFewRuns => "  too few runs",
-                _ => "",
-            };
-            let failed = if c.base.failed + c.new.failed > 0 {
-                format!("  ({} failed)", c.base.failed + c.new.failed)
-            } else {
-                String::new()
-            };
-            let _ = writeln!(
-                o,
-                "{:<36} {:<7} {} {} {change:>11}{note}{failed}",
-                c.workload,
-                metric_unit(&c.metric),
-                side(&c.base),
-                side(&c.new)
-            );
+                failed += c.new.failed;
+            }
+            let failed = if failed > 0 { format!("  ({failed} failed)") } else { String::new() };
+            let _ = writeln!(o, "{notes}{failed}");
         }
         o.push('\n');
     }
@@ -409,11 +429,16 @@ pub fn summary(r: &Report) -> String {
         }
         parts.push(format!("Not everything passed: {}; see Failures below.", list(&bad)));
     }
-    let mut groups: BTreeMap<(String, String, String, u32), Vec<&Comparison>> = BTreeMap::new();
+    let multi = r.new_variants().len() > 1;
+    let order = |v: &str| r.plan.variants.iter().position(|x| x == v).unwrap_or(usize::MAX);
+    let mut groups: BTreeMap<(String, String, String, u32, usize), Vec<&Comparison>> = BTreeMap::new();
     for c in &r.comparisons {
-        groups.entry((c.arch.clone(), c.accel.clone(), c.clock.clone(), c.cpus)).or_default().push(c);
+        groups
+            .entry((c.arch.clone(), c.accel.clone(), c.clock.clone(), c.cpus, order(&c.variant)))
+            .or_default()
+            .push(c);
     }
-    for ((arch, accel, clock, cpus), rows) in &groups {
+    for ((arch, accel, clock, cpus, _), rows) in &groups {
         let named = |v: Verdict| -> Vec<String> {
             let mut x: Vec<&&Comparison> = rows.iter().filter(|c| c.verdict == v).collect();
             x.sort_by(|a, b| b.change_pct.abs().total_cmp(&a.change_pct.abs()));
@@ -448,8 +473,9 @@ pub fn summary(r: &Report) -> String {
         if few > 0 {
             said.push(format!("{few} had too few successful runs to tell"));
         }
+        let who = if multi { format!("{} against the baseline: ", rows[0].variant) } else { String::new() };
         parts.push(format!(
-            "On {arch} ({}, {clock}, {cpus} vCPU, {n} boots of each kernel) {}.",
+            "On {arch} ({}, {clock}, {cpus} vCPU, {n} boots of each kernel) {who}{}.",
             accel.to_uppercase(),
             said.join("; ")
         ));
@@ -621,10 +647,10 @@ pub fn render(r: &Report, env: &Envelope, template: &str) -> Result<String> {
         Some(d) => format!("On {d}, {} wrote:", clean_header(&to.name).if_empty(&to.email)),
         None => format!("{} wrote:", clean_header(&to.name).if_empty(&to.email)),
     };
-    let new_label = if r.plan.variants.len() == 2 { r.plan.variants[1].clone() } else { "patched".into() };
     let intro = wrap(
         &format!(
-            "I ran the series through mmeval: baseline and patched kernels built for {}, booted {} times each in alternation, with the mprotect()/mremap() workloads discussed on linux-mm.",
+            "I ran the series through mmeval: {} kernels built for {}, booted {} times each in alternation, with the mprotect()/mremap() workloads discussed on linux-mm.",
+            list(&r.plan.variants),
             r.plan.arches.join(", "),
             r.plan.reps
         ),
@@ -642,7 +668,7 @@ pub fn render(r: &Report, env: &Envelope, template: &str) -> Result<String> {
         intro => intro,
         tested => tested_block(r),
         legend => wrap(LEGEND, 72, ""),
-        tables => tables(r, &new_label),
+        tables => tables(r),
         summary => summary(r),
         failures => failures(r),
         reproduce => reproduce(r),
@@ -659,7 +685,11 @@ fn reproduce(r: &Report) -> String {
     wrap(
         &format!(
             "{fetch}, then cargo xtask eval <the mbox> --rev {} --arch {} --cpus {} --suite {} --reps {} --clock {}",
-            r.series.version,
+            if r.revisions.is_empty() {
+                r.series.version.to_string()
+            } else {
+                r.revisions.iter().map(|x| x.version.to_string()).collect::<Vec<_>>().join(",")
+            },
             r.plan.arches.join(","),
             join_u32(&r.plan.cpus).replace('/', ","),
             r.plan.suite,

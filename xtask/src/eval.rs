@@ -13,11 +13,11 @@ use crate::compare::{self, Tagged, Thresholds};
 use crate::mail::{Addr, MailDate};
 use crate::qemu::{Accel, Clock};
 use crate::report::{
-    self, BootEntry, BuildEntry, Machine, PatchInfo, PlanInfo, ReplyTarget, Report, SeriesInfo, StageTime,
-    TreeInfo,
+    self, BootEntry, BuildEntry, Machine, PatchInfo, PlanInfo, ReplyTarget, Report, RevisionInfo, SeriesInfo,
+    StageTime, TreeInfo,
 };
 use crate::run::{self, AccelChoice, BootRecord, QemuBoot};
-use crate::series::{Choice, Series};
+use crate::series::{self, Choice, Series};
 use crate::suite::{self, Suite};
 use crate::tree::TreeHandle;
 use crate::{apply, email, harness, input, reftree};
@@ -29,7 +29,10 @@ use std::time::{Duration, Instant};
 
 pub struct EvalOptions {
     pub file: PathBuf,
-    pub choice: Choice,
+    /// Revisions to evaluate side by side (empty: the highest one alone).
+    pub revisions: Vec<u32>,
+    pub all_revisions: bool,
+    pub partial: bool,
     pub tree: TreeHandle,
     pub base: Option<String>,
     pub arches: Vec<Arch>,
@@ -189,13 +192,41 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
     }
 
     let t = Instant::now();
-    let series = input::read_series(&o.file, o.choice)?;
+    let mailbox = input::read_mailbox(&o.file)?;
+    let wanted: Vec<Option<u32>> = if o.all_revisions {
+        mailbox.revisions.keys().map(|v| Some(*v)).collect()
+    } else if o.revisions.is_empty() {
+        vec![None]
+    } else {
+        o.revisions.iter().map(|v| Some(*v)).collect()
+    };
+    let mut all: Vec<Series> = wanted
+        .iter()
+        .map(|r| series::choose(&mailbox, Choice { revision: *r, partial: o.partial }))
+        .collect::<Result<_>>()
+        .with_context(|| format!("{}", o.file.display()))?;
+    all.sort_by_key(|s| s.version);
+    all.dedup_by_key(|s| s.version);
     stage(&mut timing, "read series", t);
-    let dir = o.out_root.join(&series.slug);
+    // The reply goes to the newest revision; several revisions share one directory.
+    let series = all.last().unwrap().clone();
+    let multi = all.len() > 1;
+    let dir_name = if multi {
+        let stem = series.slug.rsplit_once("-v").map(|(a, _)| a).unwrap_or(&series.slug);
+        format!("{stem}-{}", all.iter().map(|s| format!("v{}", s.version)).collect::<Vec<_>>().join("-"))
+    } else {
+        series.slug.clone()
+    };
+    let dir = o.out_root.join(&dir_name);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let total = (series.patches.len() + series.missing.len()) as u32;
 
-    let variants = ["baseline".to_string(), "patched".to_string()];
+    let mut variants = vec!["baseline".to_string()];
+    if multi {
+        variants.extend(all.iter().map(|s| format!("v{}", s.version)));
+    } else {
+        variants.push("patched".into());
+    }
     let plan = PlanInfo {
         arches: o.arches.iter().map(|a| a.name.clone()).collect(),
         cpus: o.cpus.clone(),
@@ -203,14 +234,14 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
         reps: o.reps,
         suite: o.suite.name.clone(),
         suite_runs: o.suite.runs.len(),
-        order: "ABBA".into(),
+        order: if multi { "round robin, reversed every round".into() } else { "ABBA".into() },
         target: "qemu".into(),
         mem_mib: o.mem_mib,
         variants: variants.to_vec(),
     };
     eprintln!(
-        "eval: v{} of \"{}\" ({} patch{}) on {}; {}; {} vCPU; {} clock; {} boots per kernel (ABBA); suite {}; results in {}",
-        series.version,
+        "eval: {} of \"{}\" ({} patch{}) on {}; {}; {} vCPU; {} clock; {} boots per kernel ({}); suite {}; results in {}",
+        all.iter().map(|s| format!("v{}", s.version)).collect::<Vec<_>>().join(" and "),
         series.subject(),
         series.patches.len(),
         if series.patches.len() == 1 { "" } else { "es" },
@@ -219,6 +250,7 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
         email::join_u32(&plan.cpus),
         plan.clocks.join("+"),
         o.reps,
+        plan.order,
         o.suite.name,
         dir.display()
     );
@@ -239,6 +271,7 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
                 .collect(),
             base_commit: series.base_commit.clone(),
         },
+        revisions: vec![],
         reply_to: reply_target(&series),
         tree: TreeInfo {
             label: o.tree.label.clone(),
@@ -263,26 +296,51 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
     report.tree.base = base.to_string();
     report.tree.base_source = base_source;
     report.tree.release = release_of(&o.tree, &report.tree.base);
-    let refname = format!("refs/heads/eval/{}", series.slug);
-    let applied = match apply::apply_series(&repo, &series, base, &refname) {
-        Ok(a) => Some(a),
-        Err(e) => match e.downcast::<apply::ApplyFailure>() {
-            Ok(f) => {
-                report.apply = Some(f);
-                None
-            }
-            Err(e) => return Err(e),
-        },
-    };
-    stage(&mut timing, "apply", t);
-    let Some(applied) = applied else {
-        eprintln!("eval: {}", report.apply.as_ref().unwrap());
-        return finish(report, timing, &dir, &report_path, &from);
-    };
-    for (info, a) in report.series.patches.iter_mut().zip(&applied) {
-        info.commit = Some(a.commit.clone());
+    // Every revision on the same base; the first that does not apply ends the run.
+    let mut tips: Vec<String> = Vec::new();
+    for (s, variant) in all.iter().zip(variants.iter().skip(1)) {
+        let refname = format!("refs/heads/eval/{}", s.slug);
+        let applied = match apply::apply_series(&repo, s, base, &refname) {
+            Ok(a) => a,
+            Err(e) => match e.downcast::<apply::ApplyFailure>() {
+                Ok(mut f) => {
+                    if multi {
+                        f.subject = format!("v{}: {}", s.version, f.subject);
+                    }
+                    report.apply = Some(f);
+                    stage(&mut timing, "apply", t);
+                    eprintln!("eval: {}", report.apply.as_ref().unwrap());
+                    return finish(report, timing, &dir, &report_path, &from);
+                }
+                Err(e) => return Err(e),
+            },
+        };
+        let patches: Vec<PatchInfo> = s
+            .patches
+            .iter()
+            .zip(&applied)
+            .map(|(p, a)| PatchInfo {
+                number: p.number,
+                total: (s.patches.len() + s.missing.len()) as u32,
+                subject: p.mail.subject.clone(),
+                commit: Some(a.commit.clone()),
+            })
+            .collect();
+        if s.version == series.version {
+            report.series.patches = patches.clone();
+        }
+        if multi {
+            report.revisions.push(RevisionInfo {
+                variant: variant.clone(),
+                version: s.version,
+                subject: s.subject(),
+                patches,
+            });
+        }
+        tips.push(applied.last().map(|p| p.commit.clone()).unwrap_or_else(|| base.to_string()));
     }
-    let tip = applied.last().map(|p| p.commit.clone()).unwrap_or_else(|| base.to_string());
+    stage(&mut timing, "apply", t);
+    let tip = tips.join(",");
 
     // The plan decides whether finished boots can be reused.
     let key = PlanKey {
@@ -319,7 +377,10 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
 
     // Builds: all baselines first, then all patched trees (one checkout switch each).
     let t = Instant::now();
-    let commits = [("baseline", base.to_string()), ("patched", tip.clone())];
+    let base_hex = base.to_string();
+    let commits: Vec<(&str, String)> = std::iter::once(("baseline", base_hex))
+        .chain(variants.iter().skip(1).map(String::as_str).zip(tips.iter().cloned()))
+        .collect();
     let results = build::build_variants(&o.tree, &commits, &o.arches, &o.build);
     let mut kernels: BTreeMap<(String, String), PathBuf> = BTreeMap::new();
     for r in results {
@@ -544,7 +605,11 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
             });
         }
     }
-    report.comparisons = compare::compare(&tagged, "baseline", "patched", &cfg.thresholds);
+    report.comparisons = variants
+        .iter()
+        .skip(1)
+        .flat_map(|v| compare::compare(&tagged, "baseline", v, &cfg.thresholds))
+        .collect();
     stage(&mut timing, "compare", t);
     finish(report, timing, &dir, &report_path, &from)
 }

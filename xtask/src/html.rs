@@ -18,6 +18,7 @@ const NEW: RGBColor = RGBColor(188, 76, 0);
 
 #[derive(Serialize)]
 struct Row {
+    variant: String,
     workload: String,
     metric: String,
     base: String,
@@ -106,6 +107,7 @@ fn row(c: &Comparison) -> Result<Row> {
     let significant = matches!(c.verdict, Verdict::Improvement | Verdict::Regression);
     let class = serde_json::to_value(c.verdict)?.as_str().unwrap_or("").to_string();
     Ok(Row {
+        variant: c.variant.clone(),
         workload: c.workload.clone(),
         metric: c.metric.clone(),
         base: side_text(&c.base),
@@ -159,10 +161,11 @@ pub fn render(r: &Report, template: &str, alpha: f64) -> Result<String> {
         groups => groups,
         alpha => alpha,
         verdict_line => verdict_line,
-        variants => vec![
-            Variant { name: "baseline".into(), color: "#0969da".into() },
-            Variant { name: "patched".into(), color: "#bc4c00".into() },
-        ],
+        variants => r.plan.variants.iter().enumerate().map(|(i, v)| Variant {
+            name: v.clone(),
+            color: if i == 0 { "#0969da".into() } else { "#bc4c00".into() },
+        }).collect::<Vec<_>>(),
+        multi => r.plan.variants.len() > 2,
         failures => crate::email::failures(r),
     })?;
     Ok(html)

@@ -19,8 +19,16 @@ enum Command {
     /// alternately, compare, and write a reply-ready email and a JSON report.
     Eval {
         file: PathBuf,
-        #[command(flatten)]
-        pick: Pick,
+        /// Revision(s): `2`, or `1,2` to evaluate them side by side against one baseline
+        /// (default: the highest).
+        #[arg(long = "rev", value_name = "N[,N...]")]
+        rev: Option<String>,
+        /// Every revision in the input, side by side.
+        #[arg(long, conflicts_with = "rev")]
+        all_revs: bool,
+        /// Accept an incomplete revision and use the patches that are there.
+        #[arg(long)]
+        partial: bool,
         #[command(flatten)]
         tree: TreeArgs,
         /// Base commit (default: the series' base-commit when the tree has it, else HEAD).
@@ -242,7 +250,9 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Eval {
             file,
-            pick,
+            rev,
+            all_revs,
+            partial,
             tree,
             base,
             build: b,
@@ -260,8 +270,20 @@ fn run(cli: Cli) -> Result<()> {
             if reps < 1 {
                 anyhow::bail!("--reps must be at least 1");
             }
+            let revisions = match &rev {
+                None => vec![],
+                Some(list) => list
+                    .split(',')
+                    .map(|r| r.trim().trim_start_matches('v').parse::<u32>())
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| {
+                        anyhow::anyhow!("--rev {list}: give revision numbers, e.g. --rev 2 or --rev 1,2")
+                    })?,
+            };
             let opts = xtask::eval::EvalOptions {
-                choice: pick.choice(),
+                revisions,
+                all_revisions: all_revs,
+                partial,
                 tree: tree.resolve()?,
                 base,
                 arches: arch::parse_list(&b.arch)?,

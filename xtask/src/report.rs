@@ -16,6 +16,9 @@ pub struct Report {
     pub format: u32,
     pub tool: String,
     pub series: SeriesInfo,
+    /// With several revisions evaluated at once (`--rev 1,2`): each, as its variant.
+    #[serde(default)]
+    pub revisions: Vec<RevisionInfo>,
     /// The message the email answers (cover letter, or the only patch).
     pub reply_to: ReplyTarget,
     pub tree: TreeInfo,
@@ -37,6 +40,14 @@ pub struct SeriesInfo {
     pub author: Addr,
     pub patches: Vec<PatchInfo>,
     pub base_commit: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RevisionInfo {
+    pub variant: String,
+    pub version: u32,
+    pub subject: String,
+    pub patches: Vec<PatchInfo>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -164,6 +175,11 @@ impl Report {
 
     pub fn failed_boots(&self) -> Vec<&BootEntry> {
         self.boots.iter().filter(|b| b.status != BootStatus::Ok).collect()
+    }
+
+    /// The variants compared with the baseline, in the plan's order.
+    pub fn new_variants(&self) -> Vec<String> {
+        self.plan.variants.iter().skip(1).cloned().collect()
     }
 
     pub fn count(&self, v: Verdict) -> usize {

@@ -62,11 +62,27 @@ fn every_report_renders_to_its_golden() {
 }
 
 #[test]
+fn two_revisions_side_by_side() {
+    let (_, r) = fixtures().into_iter().find(|(n, _)| n == "two-revisions").unwrap();
+    let text = email::render(&r, &envelope(), &template()).unwrap();
+    // Replies to the newest revision's cover letter.
+    assert!(text.contains("\nSubject: Re: [PATCH v2 0/2] "));
+    let header = text.lines().find(|l| l.trim_start().starts_with("baseline")).unwrap();
+    let words: Vec<&str> = header.split_whitespace().collect();
+    assert_eq!(words, ["baseline", "v1", "change", "v2", "change"]);
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(flat.contains("v1 against the baseline:") && flat.contains("v2 against the baseline:"));
+    assert!(text.contains("  Series:    v1, 1 patch:") && text.contains("             v2, 2 patches:"));
+    assert!(text.contains("--rev 1,2"));
+}
+
+#[test]
 fn tested_by_only_when_everything_passed() {
     for (name, r) in fixtures() {
         let text = email::render(&r, &envelope(), &template()).unwrap();
         let has = text.lines().any(|l| l == "Tested-by: Jörg Tester <joerg.tester@example.org>");
-        let expect = matches!(name.as_str(), "all-green" | "improvement" | "regression" | "noisy");
+        let expect =
+            matches!(name.as_str(), "all-green" | "improvement" | "regression" | "noisy" | "two-revisions");
         assert_eq!(has, expect, "{name}: Tested-by {has}");
         assert_eq!(r.all_passed(), expect, "{name}");
     }
