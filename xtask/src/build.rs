@@ -467,7 +467,7 @@ fn progress(prefix: &str, expected: u64) -> ProgressBar {
 }
 
 /// Runs `command`, writing every line to `log` and counting kbuild steps
-/// (`  CC      mm/mprotect.o`). Returns success, the step count and the last lines.
+/// (`  CC      mm/mprotect.o`). Returns success, the step count and every other line.
 fn stream(mut command: Command, log: &mut std::fs::File, pb: &ProgressBar) -> Result<(bool, u64, String)> {
     let mut child =
         command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().context("cannot run make")?;
@@ -490,24 +490,25 @@ fn stream(mut command: Command, log: &mut std::fs::File, pb: &ProgressBar) -> Re
     .collect();
     drop(tx);
     let mut steps = 0u64;
-    let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    // Not only the tail: with -j, other directories go on compiling after an error and
+    // can push it far up the log. Step lines are left out; everything else is kept.
+    let mut kept = String::new();
     for line in rx {
         writeln!(log, "{line}")?;
         if let Some(step) = kbuild_step(&line) {
             steps += 1;
             pb.set_position(steps);
             pb.set_message(step);
+            continue;
         }
-        tail.push_back(line);
-        if tail.len() > 400 {
-            tail.pop_front();
-        }
+        kept.push_str(&line);
+        kept.push('\n');
     }
     for r in readers {
         let _ = r.join();
     }
     let status = child.wait()?;
-    Ok((status.success(), steps, tail.into_iter().collect::<Vec<_>>().join("\n")))
+    Ok((status.success(), steps, kept))
 }
 
 /// `  CC      mm/mprotect.o` -> `CC mm/mprotect.o`.

@@ -187,9 +187,6 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
     let cfg = config()?;
     let from = tester(o.from.clone(), &cfg)?;
     let mut timing: Vec<StageTime> = Vec::new();
-    fn stage(timing: &mut Vec<StageTime>, name: &str, t: Instant) {
-        timing.push(StageTime { stage: name.into(), seconds: t.elapsed().as_secs_f64() });
-    }
 
     let t = Instant::now();
     let mailbox = input::read_mailbox(&o.file)?;
@@ -356,37 +353,103 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
         mem_mib: o.mem_mib,
         llvm: o.build.llvm,
     };
+    let kernels: Vec<Kernel> = std::iter::once(base.to_string())
+        .chain(tips.iter().cloned())
+        .zip(&variants)
+        .map(|(commit, variant)| Kernel { variant: variant.clone(), tree: o.tree.clone(), commit })
+        .collect();
+    let m = Measure {
+        arches: &o.arches,
+        cpus: &o.cpus,
+        reps: o.reps,
+        suite: &o.suite,
+        clocks: &o.clocks,
+        accel: o.accel,
+        mem_mib: o.mem_mib,
+        build: &o.build,
+        fresh: o.fresh,
+        thresholds: cfg.thresholds,
+    };
+    measure(&m, serde_json::to_value(&key)?, &kernels, &dir, &mut report, &mut timing)?;
+    finish(report, timing, &dir, &report_path, &from)
+}
+
+/// How to measure; shared by `eval` and `compare`.
+pub struct Measure<'a> {
+    pub arches: &'a [Arch],
+    pub cpus: &'a [u32],
+    pub reps: usize,
+    pub suite: &'a Suite,
+    pub clocks: &'a [Clock],
+    pub accel: AccelChoice,
+    pub mem_mib: u32,
+    pub build: &'a BuildOptions,
+    pub fresh: bool,
+    pub thresholds: Thresholds,
+}
+
+/// A kernel to measure: the first one of a list is the baseline of the comparisons.
+pub struct Kernel {
+    pub variant: String,
+    pub tree: TreeHandle,
+    pub commit: String,
+}
+
+fn stage(timing: &mut Vec<StageTime>, name: &str, t: Instant) {
+    timing.push(StageTime { stage: name.into(), seconds: t.elapsed().as_secs_f64() });
+}
+
+/// Builds every kernel for every architecture, boots them interleaved (each finished
+/// boot appended to records.jsonl), and compares every variant with the first. A plan
+/// (`key`) other than the stored one refuses to mix results, unless `fresh`.
+fn measure(
+    m: &Measure,
+    key: serde_json::Value,
+    kernels: &[Kernel],
+    dir: &Path,
+    report: &mut Report,
+    timing: &mut Vec<StageTime>,
+) -> Result<()> {
+    let report_path = dir.join("report.json");
     let plan_path = dir.join("plan.json");
     let records_path = dir.join("records.jsonl");
     if let Ok(old) = std::fs::read_to_string(&plan_path) {
-        let same = serde_json::from_str::<PlanKey>(&old).map(|k| k == key).unwrap_or(false);
-        if !same && !o.fresh {
+        let same = serde_json::from_str::<serde_json::Value>(&old).map(|k| k == key).unwrap_or(false);
+        if !same && !m.fresh {
             bail!(
                 "{} holds an evaluation with a different plan (series, base, architectures, suite or repetitions changed); pass --fresh to start over",
                 dir.display()
             );
         }
-        if !same || o.fresh {
+        if !same || m.fresh {
             let _ = std::fs::remove_file(&records_path);
         }
-    } else if o.fresh {
+    } else if m.fresh {
         let _ = std::fs::remove_file(&records_path);
     }
     write_json(&plan_path, &key)?;
-    write_json(&report_path, &report)?;
+    write_json(&report_path, report)?;
 
     // Builds: all baselines first, then all patched trees (one checkout switch each).
     let t = Instant::now();
-    let base_hex = base.to_string();
-    let commits: Vec<(&str, String)> = std::iter::once(("baseline", base_hex))
-        .chain(variants.iter().skip(1).map(String::as_str).zip(tips.iter().cloned()))
-        .collect();
-    let results = build::build_variants(&o.tree, &commits, &o.arches, &o.build);
-    let mut kernels: BTreeMap<(String, String), PathBuf> = BTreeMap::new();
+    // Variant by variant: each architecture's build directory sees the baseline first.
+    let mut results = Vec::new();
+    for k in kernels {
+        for arch in m.arches {
+            results.push(build::BuildResult {
+                variant: k.variant.clone(),
+                arch: arch.name.clone(),
+                commit: k.commit.clone(),
+                outcome: build::build(&k.tree, &k.commit, arch, m.build, &k.variant),
+            });
+        }
+    }
+    let variants: Vec<String> = kernels.iter().map(|k| k.variant.clone()).collect();
+    let mut images: BTreeMap<(String, String), PathBuf> = BTreeMap::new();
     for r in results {
         let entry = match &r.outcome {
             Ok(a) => {
-                kernels.insert((r.arch.clone(), r.variant.clone()), a.image.clone());
+                images.insert((r.arch.clone(), r.variant.clone()), a.image.clone());
                 BuildEntry {
                     arch: r.arch.clone(),
                     variant: r.variant.clone(),
@@ -437,8 +500,8 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
         );
         report.builds.push(entry);
     }
-    stage(&mut timing, "build", t);
-    write_json(&report_path, &report)?;
+    stage(timing, "build", t);
+    write_json(&report_path, report)?;
 
     // Boots, interleaved: round by round; within a round A B, then B A in the next.
     let t = Instant::now();
@@ -463,29 +526,29 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
         eprintln!("eval: resuming: {} boots already done", done.len());
     }
     let mut prepared = Vec::new();
-    for arch in &o.arches {
-        if !variants.iter().all(|v| kernels.contains_key(&(arch.name.clone(), v.clone()))) {
+    for arch in m.arches {
+        if !variants.iter().all(|v| images.contains_key(&(arch.name.clone(), v.clone()))) {
             continue; // a build failed: nothing to compare on this arch
         }
         build::check_qemu(arch)?;
-        let initrd = harness::initramfs(arch, &o.suite)?;
-        let missing = o.cpus.iter().any(|&c| {
-            o.clocks.iter().any(|&k| {
-                (0..o.reps).any(|rep| {
+        let initrd = harness::initramfs(arch, m.suite)?;
+        let missing = m.cpus.iter().any(|&c| {
+            m.clocks.iter().any(|&k| {
+                (0..m.reps).any(|rep| {
                     variants.iter().any(|v| {
                         !seen.contains(&(arch.name.clone(), c, clock_name(k).to_string(), v.clone(), rep))
                     })
                 })
             })
         });
-        let accel = match o.accel {
+        let accel = match m.accel {
             _ if !missing => Accel::Tcg, // nothing left to boot: no probe needed
             AccelChoice::Tcg => Accel::Tcg,
             AccelChoice::Kvm => Accel::Kvm,
             AccelChoice::Auto => {
                 let probe = harness::initramfs(arch, &run::probe_suite())?;
-                let k = &kernels[&(arch.name.clone(), "baseline".to_string())];
-                if run::kvm_usable(arch, k, &probe, &dir) {
+                let k = &images[&(arch.name.clone(), variants[0].clone())];
+                if run::kvm_usable(arch, k, &probe, dir) {
                     Accel::Kvm
                 } else {
                     Accel::Tcg
@@ -494,12 +557,12 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
         };
         prepared.push((arch, initrd, accel));
     }
-    let expected = prepared.len() * o.cpus.len() * o.clocks.len() * o.reps * variants.len();
+    let expected = prepared.len() * m.cpus.len() * m.clocks.len() * m.reps * variants.len();
     let mut count = done.len();
-    for rep in 0..o.reps {
+    for rep in 0..m.reps {
         for (arch, initrd, accel) in &prepared {
-            for &cpus in &o.cpus {
-                for &clock in &o.clocks {
+            for &cpus in m.cpus {
+                for &clock in m.clocks {
                     let order: Vec<&String> = if rep % 2 == 0 {
                         variants.iter().collect()
                     } else {
@@ -512,7 +575,7 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
                             continue;
                         }
                         let accel = if clock == Clock::Instructions { Accel::Tcg } else { *accel };
-                        let kernel = &kernels[&(arch.name.clone(), variant.clone())];
+                        let kernel = &images[&(arch.name.clone(), variant.clone())];
                         let log = dir.join("boots").join(format!(
                             "{}-{}cpu-{}-{}-{}.log",
                             arch.name,
@@ -527,10 +590,10 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
                             kernel_release: report.tree.release.as_deref().unwrap_or(""),
                             initrd,
                             cpus,
-                            mem_mib: o.mem_mib,
+                            mem_mib: m.mem_mib,
                             accel,
                             clock,
-                            deadline: Duration::from_secs(o.suite.deadline_s),
+                            deadline: Duration::from_secs(m.suite.deadline_s),
                         };
                         let record = run::qemu_boot(&b, &log)?;
                         count += 1;
@@ -560,15 +623,15 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
             }
         }
     }
-    stage(&mut timing, "boots", t);
+    stage(timing, "boots", t);
 
     // Compare and render.
     let t = Instant::now();
     let wanted: HashSet<(String, u32, String)> = prepared
         .iter()
         .flat_map(|(a, _, _)| {
-            o.cpus.iter().flat_map(move |c| {
-                o.clocks.iter().map(move |k| (a.name.clone(), *c, clock_name(*k).to_string()))
+            m.cpus.iter().flat_map(move |c| {
+                m.clocks.iter().map(move |k| (a.name.clone(), *c, clock_name(*k).to_string()))
             })
         })
         .collect();
@@ -577,7 +640,7 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
             s.record.provenance.arch.clone(),
             s.record.provenance.vcpus,
             s.record.provenance.clock.clone(),
-        )) && s.rep < o.reps
+        )) && s.rep < m.reps
     });
     done.sort_by_key(|s| {
         (
@@ -589,11 +652,11 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
         )
     });
     report.boots = done.iter().map(boot_entry).collect();
-    report.machines = machines(&done, o.mem_mib);
+    report.machines = machines(&done, m.mem_mib);
     let mut tagged = Vec::new();
     for s in &done {
         let p = &s.record.provenance;
-        for run in &o.suite.runs {
+        for run in &m.suite.runs {
             tagged.push(Tagged {
                 arch: &p.arch,
                 accel: &p.accel,
@@ -608,10 +671,10 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
     report.comparisons = variants
         .iter()
         .skip(1)
-        .flat_map(|v| compare::compare(&tagged, "baseline", v, &cfg.thresholds))
+        .flat_map(|v| compare::compare(&tagged, &variants[0], v, &m.thresholds))
         .collect();
-    stage(&mut timing, "compare", t);
-    finish(report, timing, &dir, &report_path, &from)
+    stage(timing, "compare", t);
+    Ok(())
 }
 
 fn boot_entry(s: &Stored) -> BootEntry {
