@@ -754,3 +754,229 @@ mod tests {
         assert!(w.lines().all(|l| l.len() <= 72 && l.starts_with("  ")));
     }
 }
+
+/// The label `compare` gives a row: how far the numbers can be trusted.
+pub fn reliability(c: &Comparison, reps: usize) -> String {
+    let runs = format!(
+        "{}/{reps} and {}/{reps} runs, CV {:.1}%/{:.1}%",
+        c.base.n, c.new.n, c.base.cv_pct, c.new.cv_pct
+    );
+    let partial = c.base.failed + c.new.failed > 0;
+    let label = match c.verdict {
+        Verdict::TooFewRuns => "too few runs",
+        Verdict::TooNoisy => "too noisy to tell",
+        Verdict::Regression | Verdict::Improvement if partial => "partial, same direction",
+        Verdict::Regression | Verdict::Improvement => "reliable",
+        Verdict::NoSignificantChange => "no significant change",
+    };
+    format!("{label} ({runs})")
+}
+
+/// A report comparing two trees (`cargo xtask compare A B`) as a new thread: a
+/// `[REGRESSION]` subject naming the worst regression, or none when nothing regressed.
+pub fn render_regression(
+    r: &Report,
+    env: &Envelope,
+    to: &[Addr],
+    cc: &[Addr],
+    template: &str,
+) -> Result<String> {
+    let rel = r.releases.as_ref().context("not a comparison of two trees")?;
+    let (a, b) = (rel.a.label.as_str(), rel.b.label.as_str());
+    let ratio = |c: &Comparison| c.new.median / c.base.median;
+    let mut regressions: Vec<&Comparison> =
+        r.comparisons.iter().filter(|c| c.verdict == Verdict::Regression).collect();
+    regressions.sort_by(|x, y| ratio(y).total_cmp(&ratio(x)));
+    let subject = match regressions.first() {
+        Some(w) => format!(
+            "[REGRESSION] mm: {} takes ~{:.2}x longer on {b} than {a} ({}, {})",
+            w.workload,
+            ratio(w),
+            w.arch,
+            if w.clock == "wall" { "wall clock" } else { "instruction count" }
+        ),
+        None => format!("mm: no regression in the mprotect/mremap workloads from {a} to {b}"),
+    };
+    let clock_words = |c: &str| if c == "wall" { "wall clock" } else { "instruction count" };
+
+    let mut regr = String::new();
+    let mut by_workload: BTreeMap<(String, String, String, String), Vec<&Comparison>> = BTreeMap::new();
+    for c in &regressions {
+        by_workload
+            .entry((c.workload.clone(), c.arch.clone(), c.accel.clone(), c.clock.clone()))
+            .or_default();
+    }
+    for c in &r.comparisons {
+        if let Some(v) =
+            by_workload.get_mut(&(c.workload.clone(), c.arch.clone(), c.accel.clone(), c.clock.clone()))
+        {
+            v.push(c);
+        }
+    }
+    for ((workload, arch, accel, clock), rows) in &by_workload {
+        let _ = writeln!(
+            regr,
+            "  {workload}, {} ({arch}, {}, {})",
+            metric_unit(&rows[0].metric),
+            accel.to_uppercase(),
+            clock_words(clock)
+        );
+        let _ = writeln!(regr, "  {:>4} {:>12} {:>12} {:>7} {:>8}  reliability", "vCPU", a, b, "ratio", "p");
+        for c in rows {
+            let _ = writeln!(
+                regr,
+                "  {:>4} {:>12} {:>12} {:>6.2}x {:>8}  {}",
+                c.cpus,
+                fmt_num(c.base.median),
+                fmt_num(c.new.median),
+                ratio(c),
+                fmt_p(c.p_value),
+                reliability(c, r.plan.reps)
+            );
+        }
+        regr.push('\n');
+    }
+
+    let mut overview = String::new();
+    let mut groups: BTreeMap<(String, String, String, u32), Vec<&Comparison>> = BTreeMap::new();
+    for c in &r.comparisons {
+        groups.entry((c.arch.clone(), c.accel.clone(), c.clock.clone(), c.cpus)).or_default().push(c);
+    }
+    for ((arch, accel, clock, cpus), rows) in &groups {
+        let _ = writeln!(overview, "  {arch}, {}, {}, {cpus} vCPU", accel.to_uppercase(), clock_words(clock));
+        for c in rows {
+            let _ = writeln!(
+                overview,
+                "    {:<36} {:>7} {:>11} {:>11} {:>6.2}x  {}",
+                c.workload,
+                metric_unit(&c.metric),
+                fmt_num(c.base.median),
+                fmt_num(c.new.median),
+                ratio(c),
+                c.verdict.words()
+            );
+        }
+    }
+
+    let mut envb = String::new();
+    let rel_line = |x: &crate::report::ReleaseInfo| {
+        format!(
+            "{} ({}{}, commit {})",
+            x.label,
+            x.release.as_deref().map(|v| format!("Linux {v}, ")).unwrap_or_default(),
+            x.tree,
+            short(&x.commit)
+        )
+    };
+    let _ = writeln!(envb, "  Kernels:   {}", rel_line(&rel.a));
+    let _ = writeln!(envb, "             {}", rel_line(&rel.b));
+    let mut compilers: Vec<String> =
+        r.builds.iter().filter(|b| b.ok).map(|b| format!("{} ({})", b.compiler, b.arch)).collect();
+    compilers.sort();
+    compilers.dedup();
+    for (i, c) in compilers.iter().enumerate() {
+        let _ = writeln!(envb, "  {:<10} {c}", if i == 0 { "Compilers:" } else { "" });
+    }
+    if let Some(b) = r.builds.iter().find(|b| b.ok) {
+        let _ = writeln!(
+            envb,
+            "  Config:    the same fragments for both: tinyconfig + {}",
+            b.fragments.join(" + ")
+        );
+    }
+    for (i, arch) in r.plan.arches.iter().enumerate() {
+        let _ = writeln!(
+            envb,
+            "  {:<10} {arch}: {}",
+            if i == 0 { "Machines:" } else { "" },
+            machine_line(r, arch)
+        );
+    }
+    let _ = write!(
+        envb,
+        "  Method:    {} boots of each kernel per vCPU count, interleaved ({}), suite \"{}\"",
+        r.plan.reps, r.plan.order, r.plan.suite
+    );
+
+    let mut facts = String::new();
+    let kernels: Vec<String> = {
+        let mut k: Vec<String> = r.boots.iter().map(|b| format!("{} ({})", b.kernel, b.variant)).collect();
+        k.sort();
+        k.dedup();
+        k
+    };
+    let _ = writeln!(facts, "  Kernels booted: {}", kernels.join(", "));
+    for m in &r.machines {
+        let _ = writeln!(
+            facts,
+            "  {}: {} KiB pages, THP {} (the harness checks the folio sizes it asked for)",
+            m.arch,
+            m.page_size / 1024,
+            m.thp
+        );
+    }
+    let _ = write!(
+        facts,
+        "  Both kernels are built from the same Kconfig fragments with the preemption model pinned\n  (CONFIG_PREEMPT=y), so the difference is the code, not the configuration."
+    );
+
+    let intro = match regressions.first() {
+        Some(w) => format!(
+            "Measuring the mprotect()/mremap() workloads discussed on linux-mm, {} takes {:.2}x as long on {b} as on {a} ({}, {}, {} vCPU, {} boots each, p = {}). {} of {} comparisons regress in all. Details, the environment and how to reproduce are below.",
+            w.workload,
+            ratio(w),
+            w.arch,
+            clock_words(&w.clock),
+            w.cpus,
+            w.base.n.min(w.new.n),
+            fmt_p(w.p_value),
+            regressions.len(),
+            r.comparisons.len()
+        ),
+        None => format!(
+            "Measuring the mprotect()/mremap() workloads discussed on linux-mm, no workload regresses significantly from {a} to {b} ({} comparisons; {} too noisy or with too few runs to tell).",
+            r.comparisons.len(),
+            r.count(Verdict::TooNoisy) + r.count(Verdict::TooFewRuns)
+        ),
+    };
+    let addrs = |v: &[Addr]| v.iter().map(format_addr).collect::<Vec<_>>().join(", ");
+    let h = Headers {
+        from: format_addr(&env.from),
+        to: if to.is_empty() { format_addr(&env.from) } else { fold("To", &addrs(to)) },
+        cc: fold("Cc", &addrs(cc)),
+        subject: fold("Subject", &encode_text(&subject)),
+        date: clean_header(&env.date),
+        message_id: format!("<{}>", clean_header(&env.message_id).replace(['<', '>', ' '], "")),
+        in_reply_to: String::new(),
+        references: String::new(),
+    };
+    let reproduce = wrap(
+        &format!(
+            "cargo xtask compare {a} {b} --arch {} --cpus {} --suite {} --reps {} --clock {}",
+            r.plan.arches.join(","),
+            join_u32(&r.plan.cpus).replace('/', ","),
+            r.plan.suite,
+            r.plan.reps,
+            if r.plan.clocks.len() > 1 { "both" } else { r.plan.clocks[0].as_str() }
+        ),
+        72,
+        "",
+    );
+    let mut jinja = minijinja::Environment::new();
+    jinja.set_keep_trailing_newline(true);
+    jinja.add_template("regression", template).context("templates/regression.eml.j2 does not parse")?;
+    Ok(jinja.get_template("regression")?.render(minijinja::context! {
+        h => h,
+        version => env!("CARGO_PKG_VERSION"),
+        a => a,
+        b => b,
+        intro => wrap(&intro, 72, ""),
+        environment => envb,
+        regressions => regr,
+        overview => overview,
+        facts => facts,
+        failures => failures(r),
+        reproduce => reproduce,
+        regzbot => if regressions.is_empty() { String::new() } else { format!("#regzbot introduced: {a}..{b}") },
+    })?)
+}

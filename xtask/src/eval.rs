@@ -54,6 +54,23 @@ pub struct Config {
     pub tester: Option<Addr>,
     #[serde(default)]
     pub thresholds: Thresholds,
+    /// Where a `compare` regression report goes (a new thread).
+    #[serde(default)]
+    pub regressions: Recipients,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Recipients {
+    pub to: Vec<Addr>,
+    pub cc: Vec<Addr>,
+}
+
+impl Default for Recipients {
+    /// The lists the kernel's documentation asks regression reports to go to.
+    fn default() -> Self {
+        let a = |e: &str| Addr { name: String::new(), email: e.into() };
+        Recipients { to: vec![a("linux-mm@kvack.org")], cc: vec![a("regressions@lists.linux.dev")] }
+    }
 }
 
 pub fn config() -> Result<Config> {
@@ -158,14 +175,14 @@ fn reply_target(s: &Series) -> ReplyTarget {
     }
 }
 
-fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
+pub fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, serde_json::to_string_pretty(v)? + "\n")?;
     std::fs::rename(&tmp, path)?;
     Ok(())
 }
 
-fn release_of(tree: &TreeHandle, commit: &str) -> Option<String> {
+pub fn release_of(tree: &TreeHandle, commit: &str) -> Option<String> {
     let repo = git2::Repository::open(&tree.repo_path).ok()?;
     let blob = repo.revparse_single(&format!("{commit}:Makefile")).ok()?.peel_to_blob().ok()?;
     let text = String::from_utf8_lossy(blob.content()).into_owned();
@@ -269,6 +286,7 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
             base_commit: series.base_commit.clone(),
         },
         revisions: vec![],
+        releases: None,
         reply_to: reply_target(&series),
         tree: TreeInfo {
             label: o.tree.label.clone(),
@@ -402,7 +420,7 @@ fn stage(timing: &mut Vec<StageTime>, name: &str, t: Instant) {
 /// Builds every kernel for every architecture, boots them interleaved (each finished
 /// boot appended to records.jsonl), and compares every variant with the first. A plan
 /// (`key`) other than the stored one refuses to mix results, unless `fresh`.
-fn measure(
+pub fn measure(
     m: &Measure,
     key: serde_json::Value,
     kernels: &[Kernel],
@@ -727,7 +745,7 @@ fn machines(done: &[Stored], mem_mib: u32) -> Vec<Machine> {
     out
 }
 
-fn qemu_version(bin: &str) -> String {
+pub fn qemu_version(bin: &str) -> String {
     let sh = match xshell::Shell::new() {
         Ok(s) => s,
         Err(_) => return "QEMU".into(),
@@ -774,4 +792,180 @@ fn finish(
     report.timing.push(StageTime { stage: "render".into(), seconds: t.elapsed().as_secs_f64() });
     write_json(report_path, &report)?;
     Ok(EvalOutcome { dir: dir.to_path_buf(), report, email: email_path })
+}
+
+/// `cargo xtask compare A B`: two reference trees (or two commits of `--tree`), the
+/// same builds, interleaved boots, statistics and storage as `eval`, and a regression
+/// report that starts a new thread.
+pub struct CompareOptions {
+    pub a: String,
+    pub b: String,
+    /// Compare two commits of this tree instead of two reference trees.
+    pub tree: Option<PathBuf>,
+    pub arches: Vec<Arch>,
+    pub cpus: Vec<u32>,
+    pub reps: usize,
+    pub suite: Suite,
+    pub clocks: Vec<Clock>,
+    pub accel: AccelChoice,
+    pub mem_mib: u32,
+    pub build: BuildOptions,
+    pub from: Option<Addr>,
+    pub out_root: PathBuf,
+    pub fresh: bool,
+}
+
+pub fn compare_trees(o: &CompareOptions) -> Result<EvalOutcome> {
+    let cfg = config()?;
+    let from = tester(o.from.clone(), &cfg)?;
+    let mut timing: Vec<StageTime> = Vec::new();
+    let t = Instant::now();
+    let side = |spec: &str| -> Result<(TreeHandle, String)> {
+        match &o.tree {
+            Some(dir) => {
+                let h = crate::tree::resolve(Some(dir), None)?;
+                let c = crate::tree::resolve_commit(&h, spec)?;
+                Ok((h, c))
+            }
+            None => {
+                let r = reftree::provision(Some(spec))?;
+                Ok((crate::tree::resolve(None, Some(spec))?, r.commit))
+            }
+        }
+    };
+    let (ta, ca) = side(&o.a)?;
+    let (tb, cb) = side(&o.b)?;
+    stage(&mut timing, "trees", t);
+    let safe = |x: &str| {
+        x.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' }).collect::<String>()
+    };
+    let dir = o.out_root.join(format!("compare-{}-{}", safe(&o.a), safe(&o.b)));
+    std::fs::create_dir_all(&dir)?;
+    let (la, lb) = (o.a.clone(), if o.a == o.b { format!("{}-b", o.b) } else { o.b.clone() });
+    let plan = PlanInfo {
+        arches: o.arches.iter().map(|a| a.name.clone()).collect(),
+        cpus: o.cpus.clone(),
+        clocks: o.clocks.iter().map(|c| clock_name(*c).to_string()).collect(),
+        reps: o.reps,
+        suite: o.suite.name.clone(),
+        suite_runs: o.suite.runs.len(),
+        order: "ABBA".into(),
+        target: "qemu".into(),
+        mem_mib: o.mem_mib,
+        variants: vec![la.clone(), lb.clone()],
+    };
+    eprintln!(
+        "compare: {} ({}) against {} ({}); {}; {} vCPU; {} clock; {} boots per kernel (ABBA); suite {}; results in {}",
+        la,
+        &ca[..12],
+        lb,
+        &cb[..12],
+        plan.arches.join(","),
+        email::join_u32(&plan.cpus),
+        plan.clocks.join("+"),
+        o.reps,
+        o.suite.name,
+        dir.display()
+    );
+    let release = |t: &TreeHandle, c: &str, label: &str| crate::report::ReleaseInfo {
+        label: label.to_string(),
+        tree: t.label.clone(),
+        commit: c.to_string(),
+        release: release_of(t, c),
+    };
+    let releases = crate::report::Releases { a: release(&ta, &ca, &la), b: release(&tb, &cb, &lb) };
+    let nobody = Addr { name: String::new(), email: String::new() };
+    let mut report = Report {
+        format: report::FORMAT,
+        tool: format!("mmeval {}", env!("CARGO_PKG_VERSION")),
+        series: SeriesInfo {
+            subject: format!("{la} against {lb}"),
+            version: 0,
+            all_versions: vec![],
+            slug: dir.file_name().unwrap().to_string_lossy().into_owned(),
+            author: nobody.clone(),
+            patches: vec![],
+            base_commit: None,
+        },
+        revisions: vec![],
+        releases: Some(releases),
+        reply_to: ReplyTarget {
+            subject: String::new(),
+            message_id: None,
+            references: vec![],
+            from: nobody,
+            to: vec![],
+            cc: vec![],
+            date: None,
+            body: String::new(),
+        },
+        tree: TreeInfo {
+            label: ta.label.clone(),
+            base: ca.clone(),
+            base_source: "compare".into(),
+            release: release_of(&ta, &ca),
+        },
+        plan,
+        apply: None,
+        builds: vec![],
+        boots: vec![],
+        comparisons: vec![],
+        machines: vec![],
+        timing: vec![],
+    };
+    let key = serde_json::json!({
+        "compare": [&la, &ca, &lb, &cb],
+        "arches": report.plan.arches, "cpus": o.cpus, "clocks": report.plan.clocks, "reps": o.reps,
+        "suite": suite::to_text(&o.suite), "mem": o.mem_mib, "llvm": o.build.llvm,
+    });
+    let kernels = [
+        Kernel { variant: la.clone(), tree: ta, commit: ca },
+        Kernel { variant: lb.clone(), tree: tb, commit: cb },
+    ];
+    let m = Measure {
+        arches: &o.arches,
+        cpus: &o.cpus,
+        reps: o.reps,
+        suite: &o.suite,
+        clocks: &o.clocks,
+        accel: o.accel,
+        mem_mib: o.mem_mib,
+        build: &o.build,
+        fresh: o.fresh,
+        thresholds: cfg.thresholds,
+    };
+    measure(&m, key, &kernels, &dir, &mut report, &mut timing)?;
+
+    let t = Instant::now();
+    report.timing = timing;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    let id = git2::Oid::hash_object(git2::ObjectType::Blob, serde_json::to_string(&report)?.as_bytes())?
+        .to_string();
+    let domain =
+        from.email.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_else(|| "localhost".into());
+    let env = email::Envelope {
+        from: from.clone(),
+        date: email::rfc2822(now, 0),
+        message_id: format!("{now}.{}.mmeval@{domain}", &id[..12]),
+    };
+    let read = |name: &str| -> Result<String> {
+        let p = reftree::project_root().join("templates").join(name);
+        std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    let text = email::render_regression(
+        &report,
+        &env,
+        &cfg.regressions.to,
+        &cfg.regressions.cc,
+        &read("regression.eml.j2")?,
+    )?;
+    let email_path = dir.join("report.eml");
+    std::fs::write(&email_path, text)?;
+    std::fs::write(
+        dir.join("report.html"),
+        crate::html::render(&report, &read("report.html.j2")?, cfg.thresholds.alpha)?,
+    )?;
+    report.timing.push(StageTime { stage: "render".into(), seconds: t.elapsed().as_secs_f64() });
+    write_json(&dir.join("report.json"), &report)?;
+    Ok(EvalOutcome { dir, report, email: email_path })
 }

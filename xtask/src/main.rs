@@ -64,6 +64,44 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Compare two trees with no series: two references from linux-ref (v6.12 v7.2), or
+    /// two commits of --tree. Writes a regression report that starts a new thread.
+    Compare {
+        a: String,
+        b: String,
+        /// Compare two commits of this checkout instead of two reference trees.
+        #[arg(long)]
+        tree: Option<PathBuf>,
+        #[command(flatten)]
+        build: BuildArgs,
+        /// vCPU counts, comma-separated.
+        #[arg(long, default_value = "1,2,4")]
+        cpus: String,
+        /// Boots of each kernel per (arch, vCPUs, clock).
+        #[arg(long, default_value_t = 9)]
+        reps: usize,
+        /// A suite from harness/suites (quick, default, full) or a suite file.
+        #[arg(long, default_value = "default")]
+        suite: String,
+        /// wall, instructions (QEMU -icount), or both.
+        #[arg(long, default_value = "both")]
+        clock: String,
+        /// auto (KVM when a probe boot shows it works), kvm or tcg.
+        #[arg(long, default_value = "auto")]
+        accel: xtask::run::AccelChoice,
+        /// Guest memory in MiB.
+        #[arg(long, default_value_t = 1024)]
+        mem: u32,
+        /// The tester, for From: (default: mmeval.yaml, else git config).
+        #[arg(long)]
+        from: Option<String>,
+        /// Discard finished boots of an earlier comparison and start over.
+        #[arg(long)]
+        fresh: bool,
+        /// Where comparisons go (default: target/eval).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Read a series (mbox, mbox.gz, .eml/.patch, or a directory) and summarise it.
     Series {
         file: PathBuf,
@@ -248,6 +286,61 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Compare {
+            a,
+            b,
+            tree,
+            build: bargs,
+            cpus,
+            reps,
+            suite,
+            clock,
+            accel,
+            mem,
+            from,
+            fresh,
+            out,
+        } => {
+            let started = std::time::Instant::now();
+            if reps < 1 {
+                anyhow::bail!("--reps must be at least 1");
+            }
+            let opts = xtask::eval::CompareOptions {
+                a,
+                b,
+                tree,
+                arches: arch::parse_list(&bargs.arch)?,
+                cpus: parse_cpus(&cpus)?,
+                reps,
+                suite: xtask::suite::load(&suite)?,
+                clocks: parse_clocks(&clock)?,
+                accel,
+                mem_mib: mem,
+                build: bargs.options(),
+                from: from.as_deref().map(xtask::eval::parse_from).transpose()?,
+                out_root: out.unwrap_or_else(|| reftree::project_root().join("target/eval")),
+                fresh,
+            };
+            let out = xtask::eval::compare_trees(&opts)?;
+            let r = &out.report;
+            println!("report: {}", out.email.display());
+            println!("json:   {}", out.dir.join("report.json").display());
+            println!("page:   {}", out.dir.join("report.html").display());
+            println!(
+                "result: {}/{} boots ok; {} regressions, {} improvements, {} no change, {} too noisy, {} too few runs",
+                r.boots.iter().filter(|b| b.status == xtask::serial::BootStatus::Ok).count(),
+                r.expected_boots(),
+                r.count(xtask::compare::Verdict::Regression),
+                r.count(xtask::compare::Verdict::Improvement),
+                r.count(xtask::compare::Verdict::NoSignificantChange),
+                r.count(xtask::compare::Verdict::TooNoisy),
+                r.count(xtask::compare::Verdict::TooFewRuns)
+            );
+            for s in &r.timing {
+                println!("  {:<12} {:>8.1} s", s.stage, s.seconds);
+            }
+            println!("  {:<12} {:>8.1} s", "total", started.elapsed().as_secs_f64());
+        }
         Command::Eval {
             file,
             rev,

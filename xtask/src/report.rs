@@ -19,6 +19,9 @@ pub struct Report {
     /// With several revisions evaluated at once (`--rev 1,2`): each, as its variant.
     #[serde(default)]
     pub revisions: Vec<RevisionInfo>,
+    /// For `compare`: the two trees compared (no series then).
+    #[serde(default)]
+    pub releases: Option<Releases>,
     /// The message the email answers (cover letter, or the only patch).
     pub reply_to: ReplyTarget,
     pub tree: TreeInfo,
@@ -40,6 +43,21 @@ pub struct SeriesInfo {
     pub author: Addr,
     pub patches: Vec<PatchInfo>,
     pub base_commit: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Releases {
+    pub a: ReleaseInfo,
+    pub b: ReleaseInfo,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReleaseInfo {
+    /// The variant name: the reference name (v6.12) or the commit as given.
+    pub label: String,
+    pub tree: String,
+    pub commit: String,
+    pub release: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
