@@ -725,36 +725,6 @@ impl IfEmpty for String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_and_encodings() {
-        assert_eq!(rfc2822(1793199660, 0), "Wed, 28 Oct 2026 15:01:00 +0000");
-        assert_eq!(rfc2822(1793199660, -300), "Wed, 28 Oct 2026 10:01:00 -0500");
-        assert_eq!(encode_phrase("Jörg Müller"), "=?UTF-8?q?J=C3=B6rg_M=C3=BCller?=");
-        assert_eq!(encode_phrase("Doe, John"), "\"Doe, John\"");
-        assert_eq!(encode_phrase("Plain Name"), "Plain Name");
-        let long = encode_phrase(&"é".repeat(40));
-        assert!(long.split(' ').all(|w| w.len() <= 75 && w.starts_with("=?UTF-8?q?")), "{long}");
-        assert_eq!(reply_subject("Re: [PATCH] x"), "Re: [PATCH] x");
-        assert_eq!(reply_subject("[PATCH v2 0/2] x\r\nBcc: evil@x"), "Re: [PATCH v2 0/2] x Bcc: evil@x");
-    }
-
-    #[test]
-    fn folding_and_wrapping() {
-        let f = fold(
-            "References",
-            &(0..6).map(|i| format!("<message-{i}-abcdefgh@example.org>")).collect::<Vec<_>>().join(" "),
-        );
-        assert!(f.lines().all(|l| l.len() <= 78 - "References: ".len() + 40), "{f}");
-        assert!(f.contains("\n "));
-        let w = wrap(&"word ".repeat(40), 72, "  ");
-        assert!(w.lines().all(|l| l.len() <= 72 && l.starts_with("  ")));
-    }
-}
-
 /// The label `compare` gives a row: how far the numbers can be trusted.
 pub fn reliability(c: &Comparison, reps: usize) -> String {
     let runs = format!(
@@ -979,4 +949,34 @@ pub fn render_regression(
         reproduce => reproduce,
         regzbot => if regressions.is_empty() { String::new() } else { format!("#regzbot introduced: {a}..{b}") },
     })?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_and_encodings() {
+        assert_eq!(rfc2822(1793199660, 0), "Wed, 28 Oct 2026 15:01:00 +0000");
+        assert_eq!(rfc2822(1793199660, -300), "Wed, 28 Oct 2026 10:01:00 -0500");
+        assert_eq!(encode_phrase("Jörg Müller"), "=?UTF-8?q?J=C3=B6rg_M=C3=BCller?=");
+        assert_eq!(encode_phrase("Doe, John"), "\"Doe, John\"");
+        assert_eq!(encode_phrase("Plain Name"), "Plain Name");
+        let long = encode_phrase(&"é".repeat(40));
+        assert!(long.split(' ').all(|w| w.len() <= 75 && w.starts_with("=?UTF-8?q?")), "{long}");
+        assert_eq!(reply_subject("Re: [PATCH] x"), "Re: [PATCH] x");
+        assert_eq!(reply_subject("[PATCH v2 0/2] x\r\nBcc: evil@x"), "Re: [PATCH v2 0/2] x Bcc: evil@x");
+    }
+
+    #[test]
+    fn folding_and_wrapping() {
+        let f = fold(
+            "References",
+            &(0..6).map(|i| format!("<message-{i}-abcdefgh@example.org>")).collect::<Vec<_>>().join(" "),
+        );
+        assert!(f.lines().all(|l| l.len() <= 78 - "References: ".len() + 40), "{f}");
+        assert!(f.contains("\n "));
+        let w = wrap(&"word ".repeat(40), 72, "  ");
+        assert!(w.lines().all(|l| l.len() <= 72 && l.starts_with("  ")));
+    }
 }
