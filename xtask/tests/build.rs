@@ -68,7 +68,7 @@ fn a_broken_patch_gives_the_compilers_error() {
     );
     let shown = f.to_string();
     assert!(shown.starts_with(&format!("x86_64 build of {} failed at make", &applied.tip[..12])), "{shown}");
-    assert!(f.log.is_file());
+    assert!(f.log.is_file(), "the failed build keeps its log: {}", f.log.display());
 }
 
 #[test]
