@@ -459,13 +459,16 @@ fn run(cli: Cli) -> Result<()> {
             for r in &results {
                 match &r.outcome {
                     Ok(a) => {
-                        let how = if a.reused { "stored" } else { "built" };
+                        let how = if a.reused {
+                            format!("stored (built earlier in {:.1} s)", a.meta.seconds)
+                        } else {
+                            format!("built in {:.1} s", a.meta.seconds)
+                        };
                         println!(
-                            "{:<8} {:<9} {} {how} in {:>5.1} s  {}",
+                            "{:<8} {:<9} {} {how}  {}",
                             r.arch,
                             r.variant,
                             &r.commit[..12],
-                            a.meta.seconds,
                             a.image.display()
                         );
                         if smoke {
