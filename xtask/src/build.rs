@@ -260,7 +260,15 @@ pub fn build(
     let failed_log = store.with_extension("failed.log");
     let src_prefix = format!("{}/", src.display());
     let fail = |step: &str, errors: Vec<String>| -> anyhow::Error {
-        let _ = std::fs::copy(&log_path, &failed_log);
+        // On a fresh cache nothing was stored for this arch yet: make the directory.
+        let kept = failed_log
+            .parent()
+            .map(std::fs::create_dir_all)
+            .transpose()
+            .and_then(|_| std::fs::copy(&log_path, &failed_log));
+        if let Err(e) = kept {
+            eprintln!("[build] warning: cannot keep the log at {}: {e}", failed_log.display());
+        }
         anyhow::Error::new(BuildFailure {
             arch: arch.name.clone(),
             commit: commit.to_string(),
