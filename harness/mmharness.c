@@ -29,6 +29,7 @@
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -346,6 +347,9 @@ static int region_map(struct region *r, size_t len, const char *kind, const char
 	r->len = len;
 	r->pages = len / page_size;
 	if (!strcmp(kind, "tmpfs")) {
+		/* In a guest our own tmpfs; on metal /dev/shm, which must really be tmpfs. */
+		const char *dir = is_init ? "/tmp" : "/dev/shm";
+		struct statfs sf;
 		char path[64];
 
 		if (!tmpfs_ready) {
@@ -356,7 +360,11 @@ static int region_map(struct region *r, size_t len, const char *kind, const char
 			}
 			tmpfs_ready = 1;
 		}
-		snprintf(path, sizeof(path), "/tmp/mmharness.%d", getpid());
+		if (statfs(dir, &sf) || sf.f_type != 0x01021994 /* TMPFS_MAGIC */) {
+			snprintf(why, wlen, "%s is not a tmpfs", dir);
+			return -1;
+		}
+		snprintf(path, sizeof(path), "%s/mmharness.%d", dir, getpid());
 		r->fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 		if (r->fd < 0 || ftruncate(r->fd, len)) {
 			snprintf(why, wlen, "tmpfs file: %s", strerror(errno));

@@ -126,6 +126,7 @@ struct PlanKey {
     clocks: Vec<String>,
     reps: usize,
     suite: String,
+    harness: String,
     mem_mib: u32,
     llvm: bool,
 }
@@ -368,6 +369,7 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
         clocks: report.plan.clocks.clone(),
         reps: o.reps,
         suite: suite::to_text(&o.suite),
+        harness: harness::source_id()?,
         mem_mib: o.mem_mib,
         llvm: o.build.llvm,
     };
@@ -418,8 +420,8 @@ fn stage(timing: &mut Vec<StageTime>, name: &str, t: Instant) {
 }
 
 /// Builds every kernel for every architecture, boots them interleaved (each finished
-/// boot appended to records.jsonl), and compares every variant with the first. A plan
-/// (`key`) other than the stored one refuses to mix results, unless `fresh`.
+/// boot appended to records.jsonl), and compares every variant with the first. Boots of
+/// another plan (`key`) are moved aside, never mixed in; `fresh` discards them.
 pub fn measure(
     m: &Measure,
     key: serde_json::Value,
@@ -433,14 +435,27 @@ pub fn measure(
     let records_path = dir.join("records.jsonl");
     if let Ok(old) = std::fs::read_to_string(&plan_path) {
         let same = serde_json::from_str::<serde_json::Value>(&old).map(|k| k == key).unwrap_or(false);
-        if !same && !m.fresh {
-            bail!(
-                "{} holds an evaluation with a different plan (series, base, architectures, suite or repetitions changed); pass --fresh to start over",
-                dir.display()
-            );
-        }
-        if !same || m.fresh {
+        if m.fresh {
             let _ = std::fs::remove_file(&records_path);
+        } else if !same {
+            // Another plan's boots must not mix with this one's; keep them, aside.
+            let id = git2::Oid::hash_object(git2::ObjectType::Blob, old.as_bytes())?.to_string();
+            let aside = dir.join(format!("previous-{}", &id[..8]));
+            std::fs::create_dir_all(&aside)?;
+            for name in [
+                "plan.json",
+                "records.jsonl",
+                "report.json",
+                "reply.eml",
+                "report.eml",
+                "report.html",
+                "boots",
+            ] {
+                if dir.join(name).exists() {
+                    std::fs::rename(dir.join(name), aside.join(name))?;
+                }
+            }
+            eprintln!("eval: the plan changed; the earlier evaluation is kept in {}", aside.display());
         }
     } else if m.fresh {
         let _ = std::fs::remove_file(&records_path);
@@ -916,7 +931,7 @@ pub fn compare_trees(o: &CompareOptions) -> Result<EvalOutcome> {
     let key = serde_json::json!({
         "compare": [&la, &ca, &lb, &cb],
         "arches": report.plan.arches, "cpus": o.cpus, "clocks": report.plan.clocks, "reps": o.reps,
-        "suite": suite::to_text(&o.suite), "mem": o.mem_mib, "llvm": o.build.llvm,
+        "suite": suite::to_text(&o.suite), "harness": harness::source_id()?, "mem": o.mem_mib, "llvm": o.build.llvm,
     });
     let kernels = [
         Kernel { variant: la.clone(), tree: ta, commit: ca },

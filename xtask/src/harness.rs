@@ -15,6 +15,13 @@ fn blob_id(data: &[u8]) -> String {
     git2::Oid::hash_object(git2::ObjectType::Blob, data).map(|o| o.to_string()).unwrap_or_default()
 }
 
+/// The content id of the harness source: part of every plan key, so that a resumed
+/// evaluation never mixes boots of two harness versions.
+pub fn source_id() -> Result<String> {
+    let src = project_root().join("harness/mmharness.c");
+    Ok(blob_id(&std::fs::read(&src).with_context(|| format!("cannot read {}", src.display()))?))
+}
+
 /// The static harness binary for `arch`.
 pub fn build_harness(arch: &Arch) -> Result<PathBuf> {
     let cc = format!("{}gcc", arch.cross_compile);
