@@ -27,14 +27,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub struct EvalOptions {
-    pub file: PathBuf,
-    /// Revisions to evaluate side by side (empty: the highest one alone).
-    pub revisions: Vec<u32>,
-    pub all_revisions: bool,
-    pub partial: bool,
-    pub tree: TreeHandle,
-    pub base: Option<String>,
+/// What to measure and where results go: the same for `eval` and `compare`.
+pub struct Spec {
     pub arches: Vec<Arch>,
     pub cpus: Vec<u32>,
     pub reps: usize,
@@ -46,6 +40,49 @@ pub struct EvalOptions {
     pub from: Option<Addr>,
     pub out_root: PathBuf,
     pub fresh: bool,
+}
+
+impl Spec {
+    fn measure(&self, thresholds: Thresholds) -> Measure<'_> {
+        Measure {
+            arches: &self.arches,
+            cpus: &self.cpus,
+            reps: self.reps,
+            suite: &self.suite,
+            clocks: &self.clocks,
+            accel: self.accel,
+            mem_mib: self.mem_mib,
+            build: &self.build,
+            fresh: self.fresh,
+            thresholds,
+        }
+    }
+
+    fn plan(&self, variants: Vec<String>, order: &str) -> PlanInfo {
+        PlanInfo {
+            arches: self.arches.iter().map(|a| a.name.clone()).collect(),
+            cpus: self.cpus.clone(),
+            clocks: self.clocks.iter().map(|c| clock_name(*c).to_string()).collect(),
+            reps: self.reps,
+            suite: self.suite.name.clone(),
+            suite_runs: self.suite.runs.len(),
+            order: order.into(),
+            target: "qemu".into(),
+            mem_mib: self.mem_mib,
+            variants,
+        }
+    }
+}
+
+pub struct EvalOptions {
+    pub file: PathBuf,
+    /// Revisions to evaluate side by side (empty: the highest one alone).
+    pub revisions: Vec<u32>,
+    pub all_revisions: bool,
+    pub partial: bool,
+    pub tree: TreeHandle,
+    pub base: Option<String>,
+    pub spec: Spec,
 }
 
 /// `mmeval.yaml` at the top of the repository.
@@ -203,7 +240,7 @@ pub struct EvalOutcome {
 
 pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
     let cfg = config()?;
-    let from = tester(o.from.clone(), &cfg)?;
+    let from = tester(o.spec.from.clone(), &cfg)?;
     let mut timing: Vec<StageTime> = Vec::new();
 
     let t = Instant::now();
@@ -232,7 +269,7 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
     } else {
         series.slug.clone()
     };
-    let dir = o.out_root.join(&dir_name);
+    let dir = o.spec.out_root.join(&dir_name);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let total = (series.patches.len() + series.missing.len()) as u32;
 
@@ -242,18 +279,8 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
     } else {
         variants.push("patched".into());
     }
-    let plan = PlanInfo {
-        arches: o.arches.iter().map(|a| a.name.clone()).collect(),
-        cpus: o.cpus.clone(),
-        clocks: o.clocks.iter().map(|c| clock_name(*c).to_string()).collect(),
-        reps: o.reps,
-        suite: o.suite.name.clone(),
-        suite_runs: o.suite.runs.len(),
-        order: if multi { "round robin, reversed every round".into() } else { "ABBA".into() },
-        target: "qemu".into(),
-        mem_mib: o.mem_mib,
-        variants: variants.to_vec(),
-    };
+    let plan =
+        o.spec.plan(variants.to_vec(), if multi { "round robin, reversed every round" } else { "ABBA" });
     eprintln!(
         "eval: {} of \"{}\" ({} patch{}) on {}; {}; {} vCPU; {} clock; {} boots per kernel ({}); suite {}; results in {}",
         all.iter().map(|s| format!("v{}", s.version)).collect::<Vec<_>>().join(" and "),
@@ -264,9 +291,9 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
         plan.arches.join(","),
         email::join_u32(&plan.cpus),
         plan.clocks.join("+"),
-        o.reps,
+        o.spec.reps,
         plan.order,
-        o.suite.name,
+        o.spec.suite.name,
         dir.display()
     );
 
@@ -365,31 +392,20 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
         base: base.to_string(),
         tip: tip.clone(),
         arches: report.plan.arches.clone(),
-        cpus: o.cpus.clone(),
+        cpus: o.spec.cpus.clone(),
         clocks: report.plan.clocks.clone(),
-        reps: o.reps,
-        suite: suite::to_text(&o.suite),
+        reps: o.spec.reps,
+        suite: suite::to_text(&o.spec.suite),
         harness: harness::source_id()?,
-        mem_mib: o.mem_mib,
-        llvm: o.build.llvm,
+        mem_mib: o.spec.mem_mib,
+        llvm: o.spec.build.llvm,
     };
     let kernels: Vec<Kernel> = std::iter::once(base.to_string())
         .chain(tips.iter().cloned())
         .zip(&variants)
         .map(|(commit, variant)| Kernel { variant: variant.clone(), tree: o.tree.clone(), commit })
         .collect();
-    let m = Measure {
-        arches: &o.arches,
-        cpus: &o.cpus,
-        reps: o.reps,
-        suite: &o.suite,
-        clocks: &o.clocks,
-        accel: o.accel,
-        mem_mib: o.mem_mib,
-        build: &o.build,
-        fresh: o.fresh,
-        thresholds: cfg.thresholds,
-    };
+    let m = o.spec.measure(cfg.thresholds);
     measure(&m, serde_json::to_value(&key)?, &kernels, &dir, &mut report, &mut timing)?;
     finish(report, timing, &dir, &report_path, &from)
 }
@@ -817,22 +833,12 @@ pub struct CompareOptions {
     pub b: String,
     /// Compare two commits of this tree instead of two reference trees.
     pub tree: Option<PathBuf>,
-    pub arches: Vec<Arch>,
-    pub cpus: Vec<u32>,
-    pub reps: usize,
-    pub suite: Suite,
-    pub clocks: Vec<Clock>,
-    pub accel: AccelChoice,
-    pub mem_mib: u32,
-    pub build: BuildOptions,
-    pub from: Option<Addr>,
-    pub out_root: PathBuf,
-    pub fresh: bool,
+    pub spec: Spec,
 }
 
 pub fn compare_trees(o: &CompareOptions) -> Result<EvalOutcome> {
     let cfg = config()?;
-    let from = tester(o.from.clone(), &cfg)?;
+    let from = tester(o.spec.from.clone(), &cfg)?;
     let mut timing: Vec<StageTime> = Vec::new();
     let t = Instant::now();
     let side = |spec: &str| -> Result<(TreeHandle, String)> {
@@ -854,21 +860,10 @@ pub fn compare_trees(o: &CompareOptions) -> Result<EvalOutcome> {
     let safe = |x: &str| {
         x.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' }).collect::<String>()
     };
-    let dir = o.out_root.join(format!("compare-{}-{}", safe(&o.a), safe(&o.b)));
+    let dir = o.spec.out_root.join(format!("compare-{}-{}", safe(&o.a), safe(&o.b)));
     std::fs::create_dir_all(&dir)?;
     let (la, lb) = (o.a.clone(), if o.a == o.b { format!("{}-b", o.b) } else { o.b.clone() });
-    let plan = PlanInfo {
-        arches: o.arches.iter().map(|a| a.name.clone()).collect(),
-        cpus: o.cpus.clone(),
-        clocks: o.clocks.iter().map(|c| clock_name(*c).to_string()).collect(),
-        reps: o.reps,
-        suite: o.suite.name.clone(),
-        suite_runs: o.suite.runs.len(),
-        order: "ABBA".into(),
-        target: "qemu".into(),
-        mem_mib: o.mem_mib,
-        variants: vec![la.clone(), lb.clone()],
-    };
+    let plan = o.spec.plan(vec![la.clone(), lb.clone()], "ABBA");
     eprintln!(
         "compare: {} ({}) against {} ({}); {}; {} vCPU; {} clock; {} boots per kernel (ABBA); suite {}; results in {}",
         la,
@@ -878,8 +873,8 @@ pub fn compare_trees(o: &CompareOptions) -> Result<EvalOutcome> {
         plan.arches.join(","),
         email::join_u32(&plan.cpus),
         plan.clocks.join("+"),
-        o.reps,
-        o.suite.name,
+        o.spec.reps,
+        o.spec.suite.name,
         dir.display()
     );
     let release = |t: &TreeHandle, c: &str, label: &str| crate::report::ReleaseInfo {
@@ -930,25 +925,14 @@ pub fn compare_trees(o: &CompareOptions) -> Result<EvalOutcome> {
     };
     let key = serde_json::json!({
         "compare": [&la, &ca, &lb, &cb],
-        "arches": report.plan.arches, "cpus": o.cpus, "clocks": report.plan.clocks, "reps": o.reps,
-        "suite": suite::to_text(&o.suite), "harness": harness::source_id()?, "mem": o.mem_mib, "llvm": o.build.llvm,
+        "arches": report.plan.arches, "cpus": o.spec.cpus, "clocks": report.plan.clocks, "reps": o.spec.reps,
+        "suite": suite::to_text(&o.spec.suite), "harness": harness::source_id()?, "mem": o.spec.mem_mib, "llvm": o.spec.build.llvm,
     });
     let kernels = [
         Kernel { variant: la.clone(), tree: ta, commit: ca },
         Kernel { variant: lb.clone(), tree: tb, commit: cb },
     ];
-    let m = Measure {
-        arches: &o.arches,
-        cpus: &o.cpus,
-        reps: o.reps,
-        suite: &o.suite,
-        clocks: &o.clocks,
-        accel: o.accel,
-        mem_mib: o.mem_mib,
-        build: &o.build,
-        fresh: o.fresh,
-        thresholds: cfg.thresholds,
-    };
+    let m = o.spec.measure(cfg.thresholds);
     measure(&m, key, &kernels, &dir, &mut report, &mut timing)?;
 
     let t = Instant::now();

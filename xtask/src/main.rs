@@ -35,34 +35,7 @@ enum Command {
         #[arg(long)]
         base: Option<String>,
         #[command(flatten)]
-        build: BuildArgs,
-        /// vCPU counts, comma-separated.
-        #[arg(long, default_value = "1")]
-        cpus: String,
-        /// Boots of each kernel per (arch, vCPUs, clock).
-        #[arg(long, default_value_t = 9)]
-        reps: usize,
-        /// A suite from harness/suites (quick, default, full) or a suite file.
-        #[arg(long, default_value = "default")]
-        suite: String,
-        /// wall, instructions (QEMU -icount), or both.
-        #[arg(long, default_value = "both")]
-        clock: String,
-        /// auto (KVM when a probe boot shows it works), kvm or tcg.
-        #[arg(long, default_value = "auto")]
-        accel: xtask::run::AccelChoice,
-        /// Guest memory in MiB.
-        #[arg(long, default_value_t = 1024)]
-        mem: u32,
-        /// The tester, for From: and Tested-by: (default: mmeval.yaml, else git config).
-        #[arg(long)]
-        from: Option<String>,
-        /// Discard finished boots of an earlier evaluation of this series and start over.
-        #[arg(long)]
-        fresh: bool,
-        /// Where evaluations go (default: target/eval); each series gets <slug>/ there.
-        #[arg(long)]
-        out: Option<PathBuf>,
+        spec: SpecArgs,
     },
     /// Compare two trees with no series: two references from linux-ref (v6.12 v7.2), or
     /// two commits of --tree. Writes a regression report that starts a new thread.
@@ -73,34 +46,7 @@ enum Command {
         #[arg(long)]
         tree: Option<PathBuf>,
         #[command(flatten)]
-        build: BuildArgs,
-        /// vCPU counts, comma-separated.
-        #[arg(long, default_value = "1,2,4")]
-        cpus: String,
-        /// Boots of each kernel per (arch, vCPUs, clock).
-        #[arg(long, default_value_t = 9)]
-        reps: usize,
-        /// A suite from harness/suites (quick, default, full) or a suite file.
-        #[arg(long, default_value = "default")]
-        suite: String,
-        /// wall, instructions (QEMU -icount), or both.
-        #[arg(long, default_value = "both")]
-        clock: String,
-        /// auto (KVM when a probe boot shows it works), kvm or tcg.
-        #[arg(long, default_value = "auto")]
-        accel: xtask::run::AccelChoice,
-        /// Guest memory in MiB.
-        #[arg(long, default_value_t = 1024)]
-        mem: u32,
-        /// The tester, for From: (default: mmeval.yaml, else git config).
-        #[arg(long)]
-        from: Option<String>,
-        /// Discard finished boots of an earlier comparison and start over.
-        #[arg(long)]
-        fresh: bool,
-        /// Where comparisons go (default: target/eval).
-        #[arg(long)]
-        out: Option<PathBuf>,
+        spec: SpecArgs,
     },
     /// Read a series (mbox, mbox.gz, .eml/.patch, or a directory) and summarise it.
     Series {
@@ -252,6 +198,95 @@ impl BuildArgs {
     }
 }
 
+/// What `eval` and `compare` measure, and where the results go.
+#[derive(Args)]
+struct SpecArgs {
+    #[command(flatten)]
+    build: BuildArgs,
+    /// vCPU counts, comma-separated (default: 1 for eval, 1,2,4 for compare).
+    #[arg(long)]
+    cpus: Option<String>,
+    /// Boots of each kernel per (arch, vCPUs, clock).
+    #[arg(long, default_value_t = 9)]
+    reps: usize,
+    /// A suite from harness/suites (quick, default, full) or a suite file.
+    #[arg(long, default_value = "default")]
+    suite: String,
+    /// wall, instructions (QEMU -icount), or both.
+    #[arg(long, default_value = "both")]
+    clock: String,
+    /// auto (KVM when a probe boot shows it works), kvm or tcg.
+    #[arg(long, default_value = "auto")]
+    accel: xtask::run::AccelChoice,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 1024)]
+    mem: u32,
+    /// The tester, for From: and Tested-by: (default: mmeval.yaml, else git config).
+    #[arg(long)]
+    from: Option<String>,
+    /// Discard finished boots of an earlier run of the same plan and start over.
+    #[arg(long)]
+    fresh: bool,
+    /// Where results go (default: target/eval); each run gets its own directory there.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+impl SpecArgs {
+    fn spec(&self, default_cpus: &str) -> Result<xtask::eval::Spec> {
+        if self.reps < 1 {
+            anyhow::bail!("--reps must be at least 1");
+        }
+        Ok(xtask::eval::Spec {
+            arches: arch::parse_list(&self.build.arch)?,
+            cpus: parse_cpus(self.cpus.as_deref().unwrap_or(default_cpus))?,
+            reps: self.reps,
+            suite: xtask::suite::load(&self.suite)?,
+            clocks: parse_clocks(&self.clock)?,
+            accel: self.accel,
+            mem_mib: self.mem,
+            build: self.build.options(),
+            from: self.from.as_deref().map(xtask::eval::parse_from).transpose()?,
+            out_root: self.out.clone().unwrap_or_else(|| reftree::project_root().join("target/eval")),
+            fresh: self.fresh,
+        })
+    }
+}
+
+/// Where the results are, what they say, and how long each stage took.
+fn print_outcome(out: &xtask::eval::EvalOutcome, started: std::time::Instant) {
+    use xtask::compare::Verdict;
+    let r = &out.report;
+    println!("email:  {}", out.email.display());
+    println!("report: {}", out.dir.join("report.json").display());
+    println!("page:   {}", out.dir.join("report.html").display());
+    if r.apply.is_some() {
+        println!("result: the series does not apply");
+    } else {
+        println!(
+            "result: {} builds, {}/{} boots ok; {} improvements, {} regressions, {} no change, {} too noisy, {} too few runs{}",
+            r.builds.len(),
+            r.boots.iter().filter(|b| b.status == xtask::serial::BootStatus::Ok).count(),
+            r.expected_boots(),
+            r.count(Verdict::Improvement),
+            r.count(Verdict::Regression),
+            r.count(Verdict::NoSignificantChange),
+            r.count(Verdict::TooNoisy),
+            r.count(Verdict::TooFewRuns),
+            match (r.releases.is_some(), r.all_passed()) {
+                (true, _) => "",
+                (false, true) => "; Tested-by given",
+                (false, false) => "; no Tested-by (not everything passed)",
+            }
+        );
+    }
+    println!("time:");
+    for s in &r.timing {
+        println!("  {:<12} {:>8.1} s", s.stage, s.seconds);
+    }
+    println!("  {:<12} {:>8.1} s", "total", started.elapsed().as_secs_f64());
+}
+
 fn parse_clocks(clock: &str) -> Result<Vec<qemu::Clock>> {
     Ok(match clock {
         "wall" => vec![qemu::Clock::Wall],
@@ -286,83 +321,13 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Compare {
-            a,
-            b,
-            tree,
-            build: bargs,
-            cpus,
-            reps,
-            suite,
-            clock,
-            accel,
-            mem,
-            from,
-            fresh,
-            out,
-        } => {
+        Command::Compare { a, b, tree, spec } => {
             let started = std::time::Instant::now();
-            if reps < 1 {
-                anyhow::bail!("--reps must be at least 1");
-            }
-            let opts = xtask::eval::CompareOptions {
-                a,
-                b,
-                tree,
-                arches: arch::parse_list(&bargs.arch)?,
-                cpus: parse_cpus(&cpus)?,
-                reps,
-                suite: xtask::suite::load(&suite)?,
-                clocks: parse_clocks(&clock)?,
-                accel,
-                mem_mib: mem,
-                build: bargs.options(),
-                from: from.as_deref().map(xtask::eval::parse_from).transpose()?,
-                out_root: out.unwrap_or_else(|| reftree::project_root().join("target/eval")),
-                fresh,
-            };
-            let out = xtask::eval::compare_trees(&opts)?;
-            let r = &out.report;
-            println!("report: {}", out.email.display());
-            println!("json:   {}", out.dir.join("report.json").display());
-            println!("page:   {}", out.dir.join("report.html").display());
-            println!(
-                "result: {}/{} boots ok; {} regressions, {} improvements, {} no change, {} too noisy, {} too few runs",
-                r.boots.iter().filter(|b| b.status == xtask::serial::BootStatus::Ok).count(),
-                r.expected_boots(),
-                r.count(xtask::compare::Verdict::Regression),
-                r.count(xtask::compare::Verdict::Improvement),
-                r.count(xtask::compare::Verdict::NoSignificantChange),
-                r.count(xtask::compare::Verdict::TooNoisy),
-                r.count(xtask::compare::Verdict::TooFewRuns)
-            );
-            for s in &r.timing {
-                println!("  {:<12} {:>8.1} s", s.stage, s.seconds);
-            }
-            println!("  {:<12} {:>8.1} s", "total", started.elapsed().as_secs_f64());
+            let opts = xtask::eval::CompareOptions { a, b, tree, spec: spec.spec("1,2,4")? };
+            print_outcome(&xtask::eval::compare_trees(&opts)?, started);
         }
-        Command::Eval {
-            file,
-            rev,
-            all_revs,
-            partial,
-            tree,
-            base,
-            build: b,
-            cpus,
-            reps,
-            suite,
-            clock,
-            accel,
-            mem,
-            from,
-            fresh,
-            out,
-        } => {
+        Command::Eval { file, rev, all_revs, partial, tree, base, spec } => {
             let started = std::time::Instant::now();
-            if reps < 1 {
-                anyhow::bail!("--reps must be at least 1");
-            }
             let revisions = match &rev {
                 None => vec![],
                 Some(list) => list
@@ -374,51 +339,15 @@ fn run(cli: Cli) -> Result<()> {
                     })?,
             };
             let opts = xtask::eval::EvalOptions {
+                file,
                 revisions,
                 all_revisions: all_revs,
                 partial,
                 tree: tree.resolve()?,
                 base,
-                arches: arch::parse_list(&b.arch)?,
-                cpus: parse_cpus(&cpus)?,
-                reps,
-                suite: xtask::suite::load(&suite)?,
-                clocks: parse_clocks(&clock)?,
-                accel,
-                mem_mib: mem,
-                build: b.options(),
-                from: from.as_deref().map(xtask::eval::parse_from).transpose()?,
-                out_root: out.unwrap_or_else(|| reftree::project_root().join("target/eval")),
-                fresh,
-                file,
+                spec: spec.spec("1")?,
             };
-            let out = xtask::eval::eval(&opts)?;
-            let r = &out.report;
-            println!("email:  {}", out.email.display());
-            println!("report: {}", out.dir.join("report.json").display());
-            println!("page:   {}", out.dir.join("report.html").display());
-            let verdict = if r.apply.is_some() {
-                "the series does not apply".to_string()
-            } else {
-                format!(
-                    "{} builds, {}/{} boots ok; {} improvements, {} regressions, {} no change, {} too noisy, {} too few runs{}",
-                    r.builds.len(),
-                    r.boots.iter().filter(|b| b.status == xtask::serial::BootStatus::Ok).count(),
-                    r.expected_boots(),
-                    r.count(xtask::compare::Verdict::Improvement),
-                    r.count(xtask::compare::Verdict::Regression),
-                    r.count(xtask::compare::Verdict::NoSignificantChange),
-                    r.count(xtask::compare::Verdict::TooNoisy),
-                    r.count(xtask::compare::Verdict::TooFewRuns),
-                    if r.all_passed() { "; Tested-by given" } else { "; no Tested-by (not everything passed)" }
-                )
-            };
-            println!("result: {verdict}");
-            println!("time:");
-            for s in &r.timing {
-                println!("  {:<12} {:>8.1} s", s.stage, s.seconds);
-            }
-            println!("  {:<12} {:>8.1} s", "total", started.elapsed().as_secs_f64());
+            print_outcome(&xtask::eval::eval(&opts)?, started);
         }
         Command::Series { file, pick, json } => {
             if json {

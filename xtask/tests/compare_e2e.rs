@@ -73,5 +73,5 @@ fn compare_two_releases_on_x86_64() {
         assert!(mail.lines().any(|l| l.trim_start().starts_with(w) && l.ends_with(words)), "{w}: {words}");
     }
     assert_eq!(report["boots"].as_array().unwrap().len(), 8);
-    assert!(stdout.contains("result: 8/8 boots ok;"), "{stdout}");
+    assert!(stdout.contains("result: 2 builds, 8/8 boots ok;"), "{stdout}");
 }
