@@ -657,23 +657,24 @@ pub fn render(r: &Report, env: &Envelope, template: &str) -> Result<String> {
         72,
         "",
     );
-    let mut jinja = minijinja::Environment::new();
-    jinja.set_keep_trailing_newline(true);
-    jinja.add_template("reply", template).context("templates/reply.eml.j2 does not parse")?;
-    let body = jinja.get_template("reply")?.render(minijinja::context! {
-        h => h,
-        version => env!("CARGO_PKG_VERSION"),
-        attribution => attribution,
-        quote => quote(&r.reply_to.body),
-        intro => intro,
-        tested => tested_block(r),
-        legend => wrap(LEGEND, 72, ""),
-        tables => tables(r),
-        summary => summary(r),
-        failures => failures(r),
-        reproduce => reproduce(r),
-        tested_by => if r.all_passed() { tested_by_line(&env.from) } else { None },
-    })?;
+    let body = render_text(
+        "reply.eml.j2",
+        template,
+        minijinja::context! {
+            h => h,
+            version => env!("CARGO_PKG_VERSION"),
+            attribution => attribution,
+            quote => quote(&r.reply_to.body),
+            intro => intro,
+            tested => tested_block(r),
+            legend => wrap(LEGEND, 72, ""),
+            tables => tables(r),
+            summary => summary(r),
+            failures => failures(r),
+            reproduce => reproduce(r),
+            tested_by => if r.all_passed() { tested_by_line(&env.from) } else { None },
+        },
+    )?;
     Ok(body)
 }
 
@@ -723,6 +724,14 @@ impl IfEmpty for String {
             self
         }
     }
+}
+
+/// Renders a plain-text template (a mail): no HTML escaping, the final newline kept.
+fn render_text(name: &str, template: &str, ctx: minijinja::Value) -> Result<String> {
+    let mut jinja = minijinja::Environment::new();
+    jinja.set_keep_trailing_newline(true);
+    jinja.add_template(name, template).with_context(|| format!("templates/{name} does not parse"))?;
+    Ok(jinja.get_template(name)?.render(ctx)?)
 }
 
 /// The label `compare` gives a row: how far the numbers can be trusted.
@@ -932,23 +941,24 @@ pub fn render_regression(
         72,
         "",
     );
-    let mut jinja = minijinja::Environment::new();
-    jinja.set_keep_trailing_newline(true);
-    jinja.add_template("regression", template).context("templates/regression.eml.j2 does not parse")?;
-    Ok(jinja.get_template("regression")?.render(minijinja::context! {
-        h => h,
-        version => env!("CARGO_PKG_VERSION"),
-        a => a,
-        b => b,
-        intro => wrap(&intro, 72, ""),
-        environment => envb,
-        regressions => regr,
-        overview => overview,
-        facts => facts,
-        failures => failures(r),
-        reproduce => reproduce,
-        regzbot => if regressions.is_empty() { String::new() } else { format!("#regzbot introduced: {a}..{b}") },
-    })?)
+    render_text(
+        "regression.eml.j2",
+        template,
+        minijinja::context! {
+            h => h,
+            version => env!("CARGO_PKG_VERSION"),
+            a => a,
+            b => b,
+            intro => wrap(&intro, 72, ""),
+            environment => envb,
+            regressions => regr,
+            overview => overview,
+            facts => facts,
+            failures => failures(r),
+            reproduce => reproduce,
+            regzbot => if regressions.is_empty() { String::new() } else { format!("#regzbot introduced: {a}..{b}") },
+        },
+    )
 }
 
 #[cfg(test)]
