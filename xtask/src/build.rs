@@ -161,6 +161,20 @@ fn fragments(arch: &Arch, opts: &BuildOptions) -> Result<Vec<(PathBuf, String)>>
         .collect()
 }
 
+/// The content id of every fragment a build would merge (ours and the user's): part of
+/// the plan keys, so that a resumed evaluation never mixes kernels of two configs.
+pub fn fragments_id(opts: &BuildOptions) -> Result<String> {
+    let dir = project_root().join("linux-ref/config");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    files.sort();
+    files.extend(opts.extra_fragments.iter().cloned());
+    let mut all = Vec::new();
+    for f in files {
+        all.extend(std::fs::read(&f).with_context(|| format!("cannot read fragment {}", f.display()))?);
+    }
+    Ok(blob_id(&all))
+}
+
 /// Whether any Kconfig file differs between two commits (then olddefconfig must run).
 fn kconfig_changed(tree: &TreeHandle, from: Option<&str>, to: &str) -> bool {
     let Some(from) = from else { return true };

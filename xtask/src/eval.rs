@@ -164,6 +164,7 @@ struct PlanKey {
     reps: usize,
     suite: String,
     harness: String,
+    config: String,
     mem_mib: u32,
     llvm: bool,
 }
@@ -397,6 +398,7 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
         reps: o.spec.reps,
         suite: suite::to_text(&o.spec.suite),
         harness: harness::source_id()?,
+        config: build::fragments_id(&o.spec.build)?,
         mem_mib: o.spec.mem_mib,
         llvm: o.spec.build.llvm,
     };
@@ -926,7 +928,7 @@ pub fn compare_trees(o: &CompareOptions) -> Result<EvalOutcome> {
     let key = serde_json::json!({
         "compare": [&la, &ca, &lb, &cb],
         "arches": report.plan.arches, "cpus": o.spec.cpus, "clocks": report.plan.clocks, "reps": o.spec.reps,
-        "suite": suite::to_text(&o.spec.suite), "harness": harness::source_id()?, "mem": o.spec.mem_mib, "llvm": o.spec.build.llvm,
+        "suite": suite::to_text(&o.spec.suite), "harness": harness::source_id()?, "config": build::fragments_id(&o.spec.build)?, "mem": o.spec.mem_mib, "llvm": o.spec.build.llvm,
     });
     let kernels = [
         Kernel { variant: la.clone(), tree: ta, commit: ca },
