@@ -728,6 +728,20 @@ pub fn measure(
     Ok(())
 }
 
+/// Sender, date and a fresh Message-ID (the time and the report's content) for a mail.
+fn envelope(from: &Addr, report: &Report) -> Result<email::Envelope> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+    let id = git2::Oid::hash_object(git2::ObjectType::Blob, serde_json::to_string(report)?.as_bytes())?
+        .to_string();
+    let domain =
+        from.email.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_else(|| "localhost".into());
+    Ok(email::Envelope {
+        from: from.clone(),
+        date: email::rfc2822(now, 0),
+        message_id: format!("{now}.{}.mmeval@{domain}", &id[..12]),
+    })
+}
+
 fn boot_entry(s: &Stored) -> BootEntry {
     let r = &s.record;
     BootEntry {
@@ -799,18 +813,8 @@ fn finish(
     from: &Addr,
 ) -> Result<EvalOutcome> {
     let t = Instant::now();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
     report.timing = timing;
-    let date = email::rfc2822(now, 0);
-    let id = git2::Oid::hash_object(git2::ObjectType::Blob, serde_json::to_string(&report)?.as_bytes())?
-        .to_string();
-    let domain =
-        from.email.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_else(|| "localhost".into());
-    let env = email::Envelope {
-        from: from.clone(),
-        date,
-        message_id: format!("{now}.{}.mmeval@{domain}", &id[..12]),
-    };
+    let env = envelope(from, &report)?;
     let template_path = reftree::project_root().join("templates/reply.eml.j2");
     let template = std::fs::read_to_string(&template_path)
         .with_context(|| format!("cannot read {}", template_path.display()))?;
@@ -939,16 +943,7 @@ pub fn compare_trees(o: &CompareOptions) -> Result<EvalOutcome> {
 
     let t = Instant::now();
     report.timing = timing;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
-    let id = git2::Oid::hash_object(git2::ObjectType::Blob, serde_json::to_string(&report)?.as_bytes())?
-        .to_string();
-    let domain =
-        from.email.rsplit_once('@').map(|(_, d)| d.to_string()).unwrap_or_else(|| "localhost".into());
-    let env = email::Envelope {
-        from: from.clone(),
-        date: email::rfc2822(now, 0),
-        message_id: format!("{now}.{}.mmeval@{domain}", &id[..12]),
-    };
+    let env = envelope(&from, &report)?;
     let read = |name: &str| -> Result<String> {
         let p = reftree::project_root().join("templates").join(name);
         std::fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))
