@@ -354,7 +354,7 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
                     report.apply = Some(f);
                     stage(&mut timing, "apply", t);
                     eprintln!("eval: {}", report.apply.as_ref().unwrap());
-                    return finish(report, timing, &dir, &report_path, &from);
+                    return finish(report, timing, &dir, &report_path, &from, cfg.thresholds.alpha);
                 }
                 Err(e) => return Err(e),
             },
@@ -409,7 +409,7 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
         .collect();
     let m = o.spec.measure(cfg.thresholds);
     measure(&m, serde_json::to_value(&key)?, &kernels, &dir, &mut report, &mut timing)?;
-    finish(report, timing, &dir, &report_path, &from)
+    finish(report, timing, &dir, &report_path, &from, cfg.thresholds.alpha)
 }
 
 /// How to measure; shared by `eval` and `compare`.
@@ -811,6 +811,7 @@ fn finish(
     dir: &Path,
     report_path: &Path,
     from: &Addr,
+    alpha: f64,
 ) -> Result<EvalOutcome> {
     let t = Instant::now();
     report.timing = timing;
@@ -824,7 +825,6 @@ fn finish(
     let page_template = reftree::project_root().join("templates/report.html.j2");
     let page_template = std::fs::read_to_string(&page_template)
         .with_context(|| format!("cannot read {}", page_template.display()))?;
-    let alpha = config().map(|c| c.thresholds.alpha).unwrap_or(0.05);
     std::fs::write(dir.join("report.html"), crate::html::render(&report, &page_template, alpha)?)?;
     report.timing.push(StageTime { stage: "render".into(), seconds: t.elapsed().as_secs_f64() });
     write_json(report_path, &report)?;
@@ -847,18 +847,14 @@ pub fn compare_trees(o: &CompareOptions) -> Result<EvalOutcome> {
     let from = tester(o.spec.from.clone(), &cfg)?;
     let mut timing: Vec<StageTime> = Vec::new();
     let t = Instant::now();
+    // Two commits of --tree, or the HEAD of two reference trees (resolve provisions them).
     let side = |spec: &str| -> Result<(TreeHandle, String)> {
-        match &o.tree {
-            Some(dir) => {
-                let h = crate::tree::resolve(Some(dir), None)?;
-                let c = crate::tree::resolve_commit(&h, spec)?;
-                Ok((h, c))
-            }
-            None => {
-                let r = reftree::provision(Some(spec))?;
-                Ok((crate::tree::resolve(None, Some(spec))?, r.commit))
-            }
-        }
+        let (h, rev) = match &o.tree {
+            Some(dir) => (crate::tree::resolve(Some(dir), None)?, spec),
+            None => (crate::tree::resolve(None, Some(spec))?, "HEAD"),
+        };
+        let c = crate::tree::resolve_commit(&h, rev)?;
+        Ok((h, c))
     };
     let (ta, ca) = side(&o.a)?;
     let (tb, cb) = side(&o.b)?;
