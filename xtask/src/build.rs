@@ -27,12 +27,50 @@ pub struct BuildOptions {
     pub ccache: bool,
     /// The user's own fragments, merged after ours (their builds get their own O=).
     pub extra_fragments: Vec<PathBuf>,
+    /// For a real machine: its running config instead of tinyconfig (own O= too).
+    pub host_config: Option<HostConfig>,
+}
+
+/// A machine's own kernel config, the base of the kernels built to run on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostConfig {
+    /// Where it came from, for the report: `box (6.1.0-25-amd64, /proc/config.gz)`.
+    pub source: String,
+    pub config: String,
+    /// /proc/modules of the running kernel: `localyesconfig` builds these in, so the
+    /// kernel boots the machine without installing modules there.
+    pub modules: String,
+}
+
+impl HostConfig {
+    fn id(&self) -> String {
+        blob_id(format!("{}\n--\n{}", self.config, self.modules).as_bytes())
+    }
+}
+
+/// A distribution's config made buildable from a plain tree: Debian and others name
+/// their signing certificates, which only exist in their own build trees. Pure.
+pub fn buildable_host_config(config: &str) -> String {
+    let mut out = String::with_capacity(config.len());
+    for line in config.lines() {
+        let key = line.split('=').next().unwrap_or("");
+        match key {
+            "CONFIG_SYSTEM_TRUSTED_KEYS" | "CONFIG_SYSTEM_REVOCATION_KEYS" => {
+                out.push_str(&format!("{key}=\"\"\n"));
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 impl Default for BuildOptions {
     fn default() -> Self {
         let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        BuildOptions { llvm: false, jobs, ccache: true, extra_fragments: Vec::new() }
+        BuildOptions { llvm: false, jobs, ccache: true, extra_fragments: Vec::new(), host_config: None }
     }
 }
 
@@ -107,6 +145,9 @@ fn variant_dir(arch: &Arch, opts: &BuildOptions) -> String {
         }
         name.push_str(&format!("-x{}", &blob_id(&all)[..8]));
     }
+    if let Some(h) = &opts.host_config {
+        name.push_str(&format!("-host{}", &h.id()[..8]));
+    }
     name
 }
 
@@ -146,11 +187,15 @@ pub fn make_argv(arch: &Arch, build_dir: &Path, opts: &BuildOptions, ccache: boo
     v
 }
 
-/// Fragments in merge order, with their text.
+/// Fragments in merge order, with their text: ours for QEMU guests, or on a machine's
+/// own config only what the harness and kexec need; then the user's.
 fn fragments(arch: &Arch, opts: &BuildOptions) -> Result<Vec<(PathBuf, String)>> {
     let dir = project_root().join("linux-ref/config");
-    [dir.join("common.config"), dir.join(&arch.fragment)]
-        .into_iter()
+    let ours = match opts.host_config {
+        None => vec![dir.join("common.config"), dir.join(&arch.fragment)],
+        Some(_) => vec![dir.join("metal.config")],
+    };
+    ours.into_iter()
         .chain(opts.extra_fragments.iter().cloned())
         .map(|p| {
             let text = std::fs::read_to_string(&p)
@@ -239,7 +284,11 @@ pub fn build(
     let cc = compiler_cmd(arch, opts);
     let compiler = cmd!(sh, "{cc} --version").quiet().read()?.lines().next().unwrap_or("").to_string();
     let frags = fragments(arch, opts)?;
-    let mut input = format!("tinyconfig\n{compiler}\nllvm={}\n", opts.llvm);
+    let base = match &opts.host_config {
+        None => "tinyconfig".to_string(),
+        Some(h) => format!("host {}", h.id()),
+    };
+    let mut input = format!("{base}\n{compiler}\nllvm={}\n", opts.llvm);
     for (p, t) in &frags {
         input.push_str(&format!("{}\n{t}", p.file_name().unwrap().to_string_lossy()));
     }
@@ -296,15 +345,31 @@ pub fn build(
         let mut steps: Vec<Vec<String>> = Vec::new();
         let fresh = std::fs::read_to_string(&key_file).ok().as_deref() != Some(config_input.as_str());
         let last = std::fs::read_to_string(&commit_file).ok();
+        let make = |target: &str| -> Vec<String> {
+            vec!["make".into(), "-s".into()].into_iter().chain(vars.clone()).chain([target.into()]).collect()
+        };
         if fresh {
             let _ = std::fs::remove_file(&key_file);
-            steps.push(
-                vec!["make".into(), "-s".into()]
-                    .into_iter()
-                    .chain(vars.clone())
-                    .chain(["tinyconfig".into()])
-                    .collect(),
-            );
+            match &opts.host_config {
+                None => steps.push(make("tinyconfig")),
+                Some(h) => {
+                    std::fs::write(dir.join(".config"), buildable_host_config(&h.config))?;
+                    steps.push(make("olddefconfig"));
+                    let modular = h.config.lines().any(|l| l.trim() == "CONFIG_MODULES=y");
+                    if modular && !h.modules.trim().is_empty() {
+                        // Every module the machine has loaded becomes built in.
+                        let lsmod = dir.join(".mmeval-lsmod");
+                        std::fs::write(&lsmod, &h.modules)?;
+                        sh.set_var("LSMOD", &lsmod);
+                        steps.push(make("localyesconfig"));
+                    } else if modular {
+                        writeln!(
+                            log,
+                            "warning: no loaded modules known; drivers built as modules stay modules"
+                        )?;
+                    }
+                }
+            }
             let mut merge = vec![
                 "scripts/kconfig/merge_config.sh".to_string(),
                 "-m".into(),
@@ -316,13 +381,7 @@ pub fn build(
             steps.push(merge);
         }
         if fresh || kconfig_changed(tree, last.as_deref().map(str::trim), commit) {
-            steps.push(
-                vec!["make".into(), "-s".into()]
-                    .into_iter()
-                    .chain(vars.clone())
-                    .chain(["olddefconfig".into()])
-                    .collect(),
-            );
+            steps.push(make("olddefconfig"));
         }
         for argv in steps {
             let (prog, args) = argv.split_first().unwrap();
@@ -369,7 +428,12 @@ pub fn build(
         compiler,
         config_input,
         config_hash: blob_id(config.as_bytes()),
-        fragments: frags.iter().map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned()).collect(),
+        fragments: opts
+            .host_config
+            .iter()
+            .map(|h| format!("config of {}", h.source))
+            .chain(frags.iter().map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned()))
+            .collect(),
         make_target: arch.make_target.clone(),
         image: Path::new(&arch.image).file_name().unwrap().to_string_lossy().into_owned(),
         jobs: opts.jobs,
@@ -590,8 +654,8 @@ mod tests {
     fn make_argv_per_arch() {
         let table = crate::arch::table().unwrap();
         let dir = Path::new("/cache/build/ref-v7.2/x");
-        let gcc = BuildOptions { llvm: false, jobs: 2, ccache: false, extra_fragments: vec![] };
-        let llvm = BuildOptions { llvm: true, jobs: 8, ccache: true, extra_fragments: vec![] };
+        let gcc = BuildOptions { llvm: false, jobs: 2, ccache: false, ..Default::default() };
+        let llvm = BuildOptions { llvm: true, jobs: 8, ccache: true, ..Default::default() };
         let mut out = String::new();
         for name in crate::arch::ALL {
             let a = &table[name];

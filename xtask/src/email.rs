@@ -188,6 +188,14 @@ fn short(c: &str) -> &str {
 fn machine_line(r: &Report, arch: &str) -> String {
     let m = r.machines.iter().find(|m| m.arch == arch);
     match m {
+        Some(m) if m.accel == "metal" && !m.machine.is_empty() => format!(
+            "{}; {}, {} CPUs, {} KiB pages, THP {}; each kernel booted there with kexec",
+            m.machine,
+            m.cpu_model,
+            join_u32(&m.vcpus),
+            m.page_size / 1024,
+            m.thp
+        ),
         Some(m) if m.accel == "metal" => format!("bare metal, {}, {} CPUs", m.cpu_model, join_u32(&m.vcpus)),
         Some(m) => format!(
             "{} {} ({}), -M {}, {} vCPU, {} MiB, {} KiB pages, THP {}",
@@ -206,6 +214,16 @@ fn machine_line(r: &Report, arch: &str) -> String {
 
 pub fn join_u32(v: &[u32]) -> String {
     v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("/")
+}
+
+/// For kernels built from a machine's own config: which, and what was merged on top.
+fn metal_config_line(r: &Report) -> Option<String> {
+    let b =
+        r.builds.iter().find(|b| b.ok && b.fragments.first().is_some_and(|f| f.starts_with("config of ")))?;
+    Some(format!(
+        "  Config:    the machine's own: {} (loaded modules built in; metal.config is in mmeval's linux-ref/config/)",
+        b.fragments.join(" + ")
+    ))
 }
 
 fn tested_block(r: &Report) -> String {
@@ -244,7 +262,9 @@ fn tested_block(r: &Report) -> String {
     for (i, (cc, arches)) in compilers.iter().enumerate() {
         let _ = writeln!(o, "  {:<10} {cc} ({})", if i == 0 { "Compilers:" } else { "" }, arches.join(", "));
     }
-    if let Some(b) = r.builds.iter().find(|b| b.ok) {
+    if let Some(line) = metal_config_line(r) {
+        let _ = writeln!(o, "{line}");
+    } else if let Some(b) = r.builds.iter().find(|b| b.ok) {
         let _ = writeln!(
             o,
             "  Config:    tinyconfig + {} (linux-ref/config/ in mmeval)",
@@ -287,7 +307,13 @@ fn group_title(c: &Comparison, n: usize) -> String {
     let accel = match c.accel.as_str() {
         "tcg" => "QEMU TCG (emulated: not silicon timings)".to_string(),
         "kvm" => "QEMU KVM".to_string(),
-        "metal" => "bare metal".to_string(),
+        "metal" => {
+            let clock = if c.clock == "wall" { "wall clock" } else { "instruction count" };
+            return format!(
+                "{} -- on the machine itself (metal), {} CPUs, {clock}; {n} boots of each kernel",
+                c.arch, c.cpus
+            );
+        }
         a => a.to_string(),
     };
     let clock = if c.clock == "wall" { "wall clock" } else { "instruction count" };
@@ -474,11 +500,12 @@ pub fn summary(r: &Report) -> String {
             said.push(format!("{few} had too few successful runs to tell"));
         }
         let who = if multi { format!("{} against the baseline: ", rows[0].variant) } else { String::new() };
-        parts.push(format!(
-            "On {arch} ({}, {clock}, {cpus} vCPU, {n} boots of each kernel) {who}{}.",
-            accel.to_uppercase(),
-            said.join("; ")
-        ));
+        let place = if accel == "metal" {
+            format!("on the machine itself, {clock}, {cpus} CPUs")
+        } else {
+            format!("{}, {clock}, {cpus} vCPU", accel.to_uppercase())
+        };
+        parts.push(format!("On {arch} ({place}, {n} boots of each kernel) {who}{}.", said.join("; ")));
     }
     if r.comparisons.iter().any(|c| c.accel == "tcg") {
         parts.push("TCG figures measure emulated instruction streams, not real TLB or cache costs; compare them only within one architecture and clock.".into());
@@ -683,19 +710,24 @@ fn reproduce(r: &Report) -> String {
         Some(id) => format!("b4 am {}", clean_header(id)),
         None => "save the thread as an mbox".into(),
     };
+    let revs = if r.revisions.is_empty() {
+        r.series.version.to_string()
+    } else {
+        r.revisions.iter().map(|x| x.version.to_string()).collect::<Vec<_>>().join(",")
+    };
+    // On a real machine the machine decides the arch, the CPUs and the clock.
+    let (target, clock) = match r.plan.target.split_once(':') {
+        Some(("ssh", dest)) => (format!("--host {}", clean_header(dest)), String::new()),
+        _ if r.plan.target == "metal" => ("--metal".to_string(), String::new()),
+        _ => (
+            format!("--arch {} --cpus {}", r.plan.arches.join(","), join_u32(&r.plan.cpus).replace('/', ",")),
+            format!(" --clock {}", if r.plan.clocks.len() > 1 { "both" } else { r.plan.clocks[0].as_str() }),
+        ),
+    };
     wrap(
         &format!(
-            "{fetch}, then cargo xtask eval <the mbox> --rev {} --arch {} --cpus {} --suite {} --reps {} --clock {}",
-            if r.revisions.is_empty() {
-                r.series.version.to_string()
-            } else {
-                r.revisions.iter().map(|x| x.version.to_string()).collect::<Vec<_>>().join(",")
-            },
-            r.plan.arches.join(","),
-            join_u32(&r.plan.cpus).replace('/', ","),
-            r.plan.suite,
-            r.plan.reps,
-            if r.plan.clocks.len() > 1 { "both" } else { r.plan.clocks[0].as_str() }
+            "{fetch}, then cargo xtask eval <the mbox> --rev {revs} {target} --suite {} --reps {}{clock}",
+            r.plan.suite, r.plan.reps,
         ),
         72,
         "",
@@ -856,7 +888,9 @@ pub fn render_regression(
     for (i, c) in compilers.iter().enumerate() {
         let _ = writeln!(envb, "  {:<10} {c}", if i == 0 { "Compilers:" } else { "" });
     }
-    if let Some(b) = r.builds.iter().find(|b| b.ok) {
+    if let Some(line) = metal_config_line(r) {
+        let _ = writeln!(envb, "{line}");
+    } else if let Some(b) = r.builds.iter().find(|b| b.ok) {
         let _ = writeln!(
             envb,
             "  Config:    the same fragments for both: tinyconfig + {}",

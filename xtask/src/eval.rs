@@ -11,12 +11,14 @@ use crate::arch::Arch;
 use crate::build::{self, BuildOptions};
 use crate::compare::{self, Tagged, Thresholds};
 use crate::mail::{Addr, MailDate};
+use crate::metal::{self, Home, Target};
 use crate::qemu::{Accel, Clock};
 use crate::report::{
     self, BootEntry, BuildEntry, Machine, PatchInfo, PlanInfo, ReplyTarget, Report, RevisionInfo, SeriesInfo,
     StageTime, TreeInfo,
 };
 use crate::run::{self, AccelChoice, BootRecord, QemuBoot};
+use crate::serial;
 use crate::series::{self, Choice, Series};
 use crate::suite::{self, Suite};
 use crate::tree::TreeHandle;
@@ -28,6 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// What to measure and where results go: the same for `eval` and `compare`.
+#[derive(Clone)]
 pub struct Spec {
     pub arches: Vec<Arch>,
     pub cpus: Vec<u32>,
@@ -40,10 +43,69 @@ pub struct Spec {
     pub from: Option<Addr>,
     pub out_root: PathBuf,
     pub fresh: bool,
+    /// A real machine instead of QEMU (`--metal`, `--host`).
+    pub target: Option<Target>,
+    /// Whether --cpus was given (a real machine uses all of its CPUs).
+    pub cpus_given: bool,
+    /// How long a real machine may take to come back after a kexec.
+    pub boot_timeout: Duration,
+}
+
+/// A real machine an evaluation runs on, and the kernel it came with.
+pub struct MachineRun {
+    pub target: Target,
+    pub home: Home,
+    pub boot_timeout: Duration,
 }
 
 impl Spec {
-    fn measure(&self, thresholds: Thresholds) -> Measure<'_> {
+    /// On a real machine: the spec narrowed to what the machine is (its architecture,
+    /// its online CPUs, the wall clock, kernels built from its own config). Unchanged
+    /// for QEMU.
+    fn for_target(&self, dir: &Path) -> Result<(Spec, Option<MachineRun>)> {
+        let Some(t) = &self.target else { return Ok((self.clone(), None)) };
+        let facts = metal::probe(t)?;
+        let table = crate::arch::table()?;
+        let Some(arch) = table.get(&facts.arch) else {
+            bail!("{} is {}: the tool knows only {}", t.describe(), facts.arch, crate::arch::ALL.join(", "));
+        };
+        let all = self.arches.len() == crate::arch::ALL.len();
+        let only_its_own = self.arches.len() == 1 && self.arches[0].name == facts.arch;
+        if !all && !only_its_own {
+            bail!(
+                "{} is {}: --arch can only be {} there (or left out)",
+                t.describe(),
+                facts.arch,
+                facts.arch
+            );
+        }
+        if self.cpus_given {
+            bail!("--cpus is for QEMU guests; on a real machine every online CPU is used (boot it with maxcpus= to use fewer)");
+        }
+        if !self.clocks.contains(&Clock::Wall) {
+            bail!("a real machine has only the wall clock; --clock instructions needs QEMU");
+        }
+        if !facts.root {
+            bail!("{}: the harness needs root there (it sets and restores the THP knobs); use root@ or run as root", t.describe());
+        }
+        if let Target::Ssh(_) = t {
+            if !facts.kexec {
+                bail!(
+                    "{}: no kexec there: install kexec-tools (each kernel is booted with kexec)",
+                    t.describe()
+                );
+            }
+        }
+        let home = Home::load_or_take(t, &facts, dir)?;
+        let mut spec = self.clone();
+        spec.arches = vec![arch.clone()];
+        spec.cpus = vec![home.facts.cpus];
+        spec.clocks = vec![Clock::Wall];
+        spec.build.host_config = Some(home.host_config());
+        Ok((spec, Some(MachineRun { target: t.clone(), home, boot_timeout: self.boot_timeout })))
+    }
+
+    fn measure<'a>(&'a self, thresholds: Thresholds, machine: Option<&'a MachineRun>) -> Measure<'a> {
         Measure {
             arches: &self.arches,
             cpus: &self.cpus,
@@ -55,6 +117,7 @@ impl Spec {
             build: &self.build,
             fresh: self.fresh,
             thresholds,
+            machine,
         }
     }
 
@@ -67,7 +130,7 @@ impl Spec {
             suite: self.suite.name.clone(),
             suite_runs: self.suite.runs.len(),
             order: order.into(),
-            target: "qemu".into(),
+            target: self.target.as_ref().map(Target::plan_name).unwrap_or_else(|| "qemu".into()),
             mem_mib: self.mem_mib,
             variants,
         }
@@ -167,6 +230,8 @@ struct PlanKey {
     config: String,
     mem_mib: u32,
     llvm: bool,
+    target: String,
+    host_config: Option<String>,
 }
 
 /// One finished boot, as stored in records.jsonl.
@@ -237,6 +302,8 @@ pub struct EvalOutcome {
     pub dir: PathBuf,
     pub report: Report,
     pub email: PathBuf,
+    /// On this host (`--metal`): what to boot next before running the command again.
+    pub pending: Option<String>,
 }
 
 pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
@@ -272,6 +339,7 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
     };
     let dir = o.spec.out_root.join(&dir_name);
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let (spec, machine) = o.spec.for_target(&dir)?;
     let total = (series.patches.len() + series.missing.len()) as u32;
 
     let mut variants = vec!["baseline".to_string()];
@@ -280,21 +348,24 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
     } else {
         variants.push("patched".into());
     }
-    let plan =
-        o.spec.plan(variants.to_vec(), if multi { "round robin, reversed every round" } else { "ABBA" });
+    let plan = spec.plan(variants.to_vec(), if multi { "round robin, reversed every round" } else { "ABBA" });
     eprintln!(
-        "eval: {} of \"{}\" ({} patch{}) on {}; {}; {} vCPU; {} clock; {} boots per kernel ({}); suite {}; results in {}",
+        "eval: {} of \"{}\" ({} patch{}) on {}; {} {}; {} vCPU; {} clock; {} boots per kernel ({}); suite {}; results in {}",
         all.iter().map(|s| format!("v{}", s.version)).collect::<Vec<_>>().join(" and "),
         series.subject(),
         series.patches.len(),
         if series.patches.len() == 1 { "" } else { "es" },
         o.tree.label,
+        match &machine {
+            Some(mr) => format!("on {} (kernels built from its config, booted there one by one)", mr.target.describe()),
+            None => "QEMU".into(),
+        },
         plan.arches.join(","),
         email::join_u32(&plan.cpus),
         plan.clocks.join("+"),
-        o.spec.reps,
+        spec.reps,
         plan.order,
-        o.spec.suite.name,
+        spec.suite.name,
         dir.display()
     );
 
@@ -393,23 +464,27 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
         base: base.to_string(),
         tip: tip.clone(),
         arches: report.plan.arches.clone(),
-        cpus: o.spec.cpus.clone(),
+        cpus: spec.cpus.clone(),
         clocks: report.plan.clocks.clone(),
-        reps: o.spec.reps,
-        suite: suite::to_text(&o.spec.suite),
+        reps: spec.reps,
+        suite: suite::to_text(&spec.suite),
         harness: harness::source_id()?,
-        config: build::fragments_id(&o.spec.build)?,
-        mem_mib: o.spec.mem_mib,
-        llvm: o.spec.build.llvm,
+        config: build::fragments_id(&spec.build)?,
+        mem_mib: spec.mem_mib,
+        llvm: spec.build.llvm,
+        target: report.plan.target.clone(),
+        host_config: spec.build.host_config.as_ref().map(|h| h.config.clone() + &h.modules),
     };
     let kernels: Vec<Kernel> = std::iter::once(base.to_string())
         .chain(tips.iter().cloned())
         .zip(&variants)
         .map(|(commit, variant)| Kernel { variant: variant.clone(), tree: o.tree.clone(), commit })
         .collect();
-    let m = o.spec.measure(cfg.thresholds);
-    measure(&m, serde_json::to_value(&key)?, &kernels, &dir, &mut report, &mut timing)?;
-    finish(report, timing, &dir, &report_path, &from, cfg.thresholds.alpha)
+    let m = spec.measure(cfg.thresholds, machine.as_ref());
+    let pending = measure(&m, serde_json::to_value(&key)?, &kernels, &dir, &mut report, &mut timing)?;
+    let mut out = finish(report, timing, &dir, &report_path, &from, cfg.thresholds.alpha)?;
+    out.pending = pending;
+    Ok(out)
 }
 
 /// How to measure; shared by `eval` and `compare`.
@@ -424,6 +499,7 @@ pub struct Measure<'a> {
     pub build: &'a BuildOptions,
     pub fresh: bool,
     pub thresholds: Thresholds,
+    pub machine: Option<&'a MachineRun>,
 }
 
 /// A kernel to measure: the first one of a list is the baseline of the comparisons.
@@ -447,7 +523,7 @@ pub fn measure(
     dir: &Path,
     report: &mut Report,
     timing: &mut Vec<StageTime>,
-) -> Result<()> {
+) -> Result<Option<String>> {
     let report_path = dir.join("report.json");
     let plan_path = dir.join("plan.json");
     let records_path = dir.join("records.jsonl");
@@ -507,7 +583,14 @@ pub fn measure(
                     commit: r.commit.clone(),
                     ok: true,
                     compiler: a.meta.compiler.clone(),
-                    fragments: a.meta.fragments.clone(),
+                    // A stored build may have been made for another machine with the
+                    // same config: name this one.
+                    fragments: match &m.build.host_config {
+                        Some(h) => std::iter::once(format!("config of {}", h.source))
+                            .chain(a.meta.fragments.iter().skip(1).cloned())
+                            .collect(),
+                        None => a.meta.fragments.clone(),
+                    },
                     config_hash: a.meta.config_hash.clone(),
                     seconds: if a.reused { 0.0 } else { a.meta.seconds },
                     reused: a.reused,
@@ -576,111 +659,139 @@ pub fn measure(
     if !done.is_empty() {
         eprintln!("eval: resuming: {} boots already done", done.len());
     }
-    let mut prepared = Vec::new();
-    for arch in m.arches {
-        if !variants.iter().all(|v| images.contains_key(&(arch.name.clone(), v.clone()))) {
-            continue; // a build failed: nothing to compare on this arch
+    let mut booted: Vec<&Arch> = Vec::new();
+    let mut pending = None;
+    if let Some(machine) = m.machine {
+        let arch = &m.arches[0];
+        if variants.iter().all(|v| images.contains_key(&(arch.name.clone(), v.clone()))) {
+            booted.push(arch);
+            let commits: BTreeMap<String, String> =
+                kernels.iter().map(|k| (k.variant.clone(), k.commit.clone())).collect();
+            let ctx = MetalBoots {
+                m,
+                machine,
+                arch,
+                variants: &variants,
+                images: &images,
+                commits: &commits,
+                dir,
+                records_path: &records_path,
+            };
+            pending = metal_boots(&ctx, &mut done, &mut seen)?;
         }
-        build::check_qemu(arch)?;
-        let initrd = harness::initramfs(arch, m.suite)?;
-        let missing = m.cpus.iter().any(|&c| {
-            m.clocks.iter().any(|&k| {
-                (0..m.reps).any(|rep| {
-                    variants.iter().any(|v| {
-                        !seen.contains(&(arch.name.clone(), c, clock_name(k).to_string(), v.clone(), rep))
+    } else {
+        let mut prepared = Vec::new();
+        for arch in m.arches {
+            if !variants.iter().all(|v| images.contains_key(&(arch.name.clone(), v.clone()))) {
+                continue; // a build failed: nothing to compare on this arch
+            }
+            build::check_qemu(arch)?;
+            let initrd = harness::initramfs(arch, m.suite)?;
+            let missing = m.cpus.iter().any(|&c| {
+                m.clocks.iter().any(|&k| {
+                    (0..m.reps).any(|rep| {
+                        variants.iter().any(|v| {
+                            !seen.contains(&(arch.name.clone(), c, clock_name(k).to_string(), v.clone(), rep))
+                        })
                     })
                 })
-            })
-        });
-        let accel = match m.accel {
-            _ if !missing => Accel::Tcg, // nothing left to boot: no probe needed
-            AccelChoice::Tcg => Accel::Tcg,
-            AccelChoice::Kvm => Accel::Kvm,
-            AccelChoice::Auto => {
-                let probe = harness::initramfs(arch, &run::probe_suite())?;
-                let k = &images[&(arch.name.clone(), variants[0].clone())];
-                if run::kvm_usable(arch, k, &probe, dir) {
-                    Accel::Kvm
-                } else {
-                    Accel::Tcg
-                }
-            }
-        };
-        prepared.push((arch, initrd, accel));
-    }
-    let expected = prepared.len() * m.cpus.len() * m.clocks.len() * m.reps * variants.len();
-    let mut count = done.len();
-    for rep in 0..m.reps {
-        for (arch, initrd, accel) in &prepared {
-            for &cpus in m.cpus {
-                for &clock in m.clocks {
-                    let order: Vec<&String> = if rep % 2 == 0 {
-                        variants.iter().collect()
+            });
+            let accel = match m.accel {
+                _ if !missing => Accel::Tcg, // nothing left to boot: no probe needed
+                AccelChoice::Tcg => Accel::Tcg,
+                AccelChoice::Kvm => Accel::Kvm,
+                AccelChoice::Auto => {
+                    let probe = harness::initramfs(arch, &run::probe_suite())?;
+                    let k = &images[&(arch.name.clone(), variants[0].clone())];
+                    if run::kvm_usable(arch, k, &probe, dir) {
+                        Accel::Kvm
                     } else {
-                        variants.iter().rev().collect()
-                    };
-                    for variant in order {
-                        let k =
-                            (arch.name.clone(), cpus, clock_name(clock).to_string(), variant.clone(), rep);
-                        if seen.contains(&k) {
-                            continue;
-                        }
-                        let accel = if clock == Clock::Instructions { Accel::Tcg } else { *accel };
-                        let kernel = &images[&(arch.name.clone(), variant.clone())];
-                        let log = dir.join("boots").join(format!(
-                            "{}-{}cpu-{}-{}-{}.log",
-                            arch.name,
-                            cpus,
-                            clock_name(clock),
-                            variant,
-                            rep + 1
-                        ));
-                        let b = QemuBoot {
-                            arch,
-                            kernel,
-                            kernel_release: report.tree.release.as_deref().unwrap_or(""),
-                            initrd,
-                            cpus,
-                            mem_mib: m.mem_mib,
-                            accel,
-                            clock,
-                            deadline: Duration::from_secs(m.suite.deadline_s),
+                        Accel::Tcg
+                    }
+                }
+            };
+            prepared.push((arch, initrd, accel));
+        }
+        let expected = prepared.len() * m.cpus.len() * m.clocks.len() * m.reps * variants.len();
+        let mut count = done.len();
+        for rep in 0..m.reps {
+            for (arch, initrd, accel) in &prepared {
+                for &cpus in m.cpus {
+                    for &clock in m.clocks {
+                        let order: Vec<&String> = if rep % 2 == 0 {
+                            variants.iter().collect()
+                        } else {
+                            variants.iter().rev().collect()
                         };
-                        let record = run::qemu_boot(&b, &log)?;
-                        count += 1;
-                        eprintln!(
-                            "eval: boot {count}/{expected}: {} {} {}cpu {} rep {}: {:?}, {} results, {} failed runs ({:.1} s)",
-                            arch.name,
-                            variant,
-                            cpus,
-                            clock_name(clock),
-                            rep + 1,
-                            record.boot.status,
-                            record.boot.results.len(),
-                            record.boot.failures.len(),
-                            record.seconds
-                        );
-                        let stored = Stored { variant: variant.clone(), rep, record };
-                        let mut f =
-                            std::fs::OpenOptions::new().create(true).append(true).open(&records_path)?;
-                        std::io::Write::write_all(
-                            &mut f,
-                            format!("{}\n", serde_json::to_string(&stored)?).as_bytes(),
-                        )?;
-                        seen.insert(k);
-                        done.push(stored);
+                        for variant in order {
+                            let k = (
+                                arch.name.clone(),
+                                cpus,
+                                clock_name(clock).to_string(),
+                                variant.clone(),
+                                rep,
+                            );
+                            if seen.contains(&k) {
+                                continue;
+                            }
+                            let accel = if clock == Clock::Instructions { Accel::Tcg } else { *accel };
+                            let kernel = &images[&(arch.name.clone(), variant.clone())];
+                            let log = dir.join("boots").join(format!(
+                                "{}-{}cpu-{}-{}-{}.log",
+                                arch.name,
+                                cpus,
+                                clock_name(clock),
+                                variant,
+                                rep + 1
+                            ));
+                            let b = QemuBoot {
+                                arch,
+                                kernel,
+                                kernel_release: report.tree.release.as_deref().unwrap_or(""),
+                                initrd,
+                                cpus,
+                                mem_mib: m.mem_mib,
+                                accel,
+                                clock,
+                                deadline: Duration::from_secs(m.suite.deadline_s),
+                            };
+                            let record = run::qemu_boot(&b, &log)?;
+                            count += 1;
+                            eprintln!(
+                                "eval: boot {count}/{expected}: {} {} {}cpu {} rep {}: {:?}, {} results, {} failed runs ({:.1} s)",
+                                arch.name,
+                                variant,
+                                cpus,
+                                clock_name(clock),
+                                rep + 1,
+                                record.boot.status,
+                                record.boot.results.len(),
+                                record.boot.failures.len(),
+                                record.seconds
+                            );
+                            let stored = Stored { variant: variant.clone(), rep, record };
+                            let mut f =
+                                std::fs::OpenOptions::new().create(true).append(true).open(&records_path)?;
+                            std::io::Write::write_all(
+                                &mut f,
+                                format!("{}\n", serde_json::to_string(&stored)?).as_bytes(),
+                            )?;
+                            seen.insert(k);
+                            done.push(stored);
+                        }
                     }
                 }
             }
         }
+        booted.extend(prepared.iter().map(|(a, _, _)| *a));
     }
     stage(timing, "boots", t);
 
     // Compare and render.
     let t = Instant::now();
-    let wanted: HashSet<(String, u32, String)> = prepared
+    let wanted: HashSet<(String, u32, String)> = booted
         .iter()
-        .flat_map(|(a, _, _)| {
+        .flat_map(|a| {
             m.cpus.iter().flat_map(move |c| {
                 m.clocks.iter().map(move |k| (a.name.clone(), *c, clock_name(*k).to_string()))
             })
@@ -703,7 +814,7 @@ pub fn measure(
         )
     });
     report.boots = done.iter().map(boot_entry).collect();
-    report.machines = machines(&done, m.mem_mib);
+    report.machines = machines(&done, m.mem_mib, m.machine);
     let mut tagged = Vec::new();
     for s in &done {
         let p = &s.record.provenance;
@@ -725,7 +836,197 @@ pub fn measure(
         .flat_map(|v| compare::compare(&tagged, &variants[0], v, &m.thresholds))
         .collect();
     stage(timing, "compare", t);
+    Ok(pending)
+}
+
+type BootKey = (String, u32, String, String, usize);
+
+struct MetalBoots<'a> {
+    m: &'a Measure<'a>,
+    machine: &'a MachineRun,
+    arch: &'a Arch,
+    variants: &'a [String],
+    images: &'a BTreeMap<(String, String), PathBuf>,
+    commits: &'a BTreeMap<String, String>,
+    dir: &'a Path,
+    records_path: &'a Path,
+}
+
+fn append(records_path: &Path, stored: &Stored) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(records_path)?;
+    std::io::Write::write_all(&mut f, format!("{}\n", serde_json::to_string(stored)?).as_bytes())?;
     Ok(())
+}
+
+/// A boot on a real machine that never reached the harness, as a record.
+fn failed_metal_boot(
+    c: &MetalBoots,
+    status: serial::BootStatus,
+    why: String,
+    log: &Path,
+) -> Result<BootRecord> {
+    std::fs::create_dir_all(log.parent().unwrap())?;
+    std::fs::write(log, format!("{why}\n"))?;
+    let boot = serial::Boot {
+        status,
+        suite: None,
+        env: None,
+        results: vec![],
+        failures: vec![],
+        warnings: vec![],
+        excerpt: vec![why],
+        corrupt_lines: 0,
+        repaired_lines: 0,
+    };
+    let mut r = run::metal_record(boot, 0.0, log, Some(c.machine.target.describe()), &c.arch.name);
+    r.provenance.vcpus = c.m.cpus[0];
+    Ok(r)
+}
+
+/// The boots on a real machine, in ABBA order, each a fresh boot of the kernel it is
+/// for. Over ssh every kernel is kexec'ed in turn and the machine is taken home at the
+/// end; on this host the kernel found running is measured when it is the next one
+/// wanted, and the returned text says what to boot next.
+fn metal_boots(
+    c: &MetalBoots,
+    done: &mut Vec<Stored>,
+    seen: &mut HashSet<BootKey>,
+) -> Result<Option<String>> {
+    let (m, t, home) = (c.m, &c.machine.target, &c.machine.home);
+    let harness = harness::build_harness(c.arch)?;
+    let cpus = m.cpus[0];
+    let mut used: HashSet<String> = done.iter().filter_map(|s| s.record.boot_id.clone()).collect();
+    let mut facts = metal::probe(t)?;
+    let expected = m.reps * c.variants.len();
+    for rep in 0..m.reps {
+        let order: Vec<&String> =
+            if rep % 2 == 0 { c.variants.iter().collect() } else { c.variants.iter().rev().collect() };
+        for variant in order {
+            let key = (c.arch.name.clone(), cpus, "wall".to_string(), variant.clone(), rep);
+            if seen.contains(&key) {
+                continue;
+            }
+            let token = metal::token(variant, &c.commits[variant]);
+            let image = &c.images[&(c.arch.name.clone(), variant.clone())];
+            let cmdline = metal::test_cmdline(&home.facts.cmdline, &token);
+            let log = c.dir.join("boots").join(format!("{}-metal-{variant}-{}.log", c.arch.name, rep + 1));
+            let running = |f: &metal::Facts| {
+                f.cmdline.split_whitespace().any(|w| w == token) && !used.contains(&f.boot_id)
+            };
+            if !running(&facts) {
+                if *t == Target::Local {
+                    return Ok(Some(format!(
+                        "{} of {expected} boots done; next boot {variant} (round {}):\n  {}\nthen run this command again",
+                        done.len(),
+                        rep + 1,
+                        metal::boot_instructions(image, home.facts.initrd.as_deref(), &cmdline)
+                    )));
+                }
+                eprintln!("eval: kexec {} into {variant} ({}) for round {}", t.describe(), &token, rep + 1);
+                let remote = metal::upload(t, image)?;
+                let back = metal::kexec_into(
+                    t,
+                    &remote,
+                    home.facts.initrd.as_deref(),
+                    &cmdline,
+                    &facts.boot_id,
+                    c.machine.boot_timeout,
+                )?;
+                match back {
+                    None => {
+                        let why = format!(
+                            "{} did not answer within {} s of the kexec into {variant}",
+                            t.describe(),
+                            c.machine.boot_timeout.as_secs()
+                        );
+                        let r = failed_metal_boot(c, serial::BootStatus::Timeout, why.clone(), &log)?;
+                        let stored = Stored { variant: variant.clone(), rep, record: r };
+                        append(c.records_path, &stored)?;
+                        bail!(
+                            "{why}: bring it back (reset it), then run this again; finished boots are kept"
+                        );
+                    }
+                    Some(f) => facts = f,
+                }
+                if !running(&facts) {
+                    // It rebooted, but not into our kernel: it failed to boot, or
+                    // panicked and the machine fell back to its default kernel.
+                    let why = format!(
+                        "{} came back running {} without {token}: the {variant} kernel did not boot (or it panicked and the machine rebooted)",
+                        t.describe(),
+                        facts.release
+                    );
+                    eprintln!("eval: {why}");
+                    let r = failed_metal_boot(c, serial::BootStatus::NoHarness, why, &log)?;
+                    used.insert(facts.boot_id.clone());
+                    let stored = Stored { variant: variant.clone(), rep, record: r };
+                    append(c.records_path, &stored)?;
+                    seen.insert(key);
+                    done.push(stored);
+                    continue;
+                }
+            }
+            let (boot, seconds) = metal::run_harness(t, &harness, m.suite, &log)?;
+            let mut record = run::metal_record(boot, seconds, &log, Some(t.describe()), &c.arch.name);
+            record.boot_id = Some(facts.boot_id.clone());
+            used.insert(facts.boot_id.clone());
+            eprintln!(
+                "eval: boot {}/{expected}: {} {variant} on {} ({}) rep {}: {:?}, {} results, {} failed runs ({:.1} s)",
+                done.len() + 1,
+                c.arch.name,
+                t.describe(),
+                record.provenance.kernel,
+                rep + 1,
+                record.boot.status,
+                record.boot.results.len(),
+                record.boot.failures.len(),
+                record.seconds
+            );
+            let stored = Stored { variant: variant.clone(), rep, record };
+            append(c.records_path, &stored)?;
+            seen.insert(key);
+            done.push(stored);
+        }
+    }
+    // Everything measured: the machine goes back to its own kernel.
+    let in_test_kernel = facts.cmdline.split_whitespace().any(|w| w.starts_with("mmeval.kernel="));
+    if !in_test_kernel {
+        return Ok(None);
+    }
+    let home_line = metal::home_cmdline(&home.facts.cmdline);
+    match (t, &home.facts.image) {
+        (Target::Ssh(_), Some(image)) => {
+            eprintln!("eval: kexec {} back into its own kernel {}", t.describe(), home.facts.release);
+            match metal::kexec_into(
+                t,
+                image,
+                home.facts.initrd.as_deref(),
+                &home_line,
+                &facts.boot_id,
+                c.machine.boot_timeout,
+            )? {
+                Some(f) if f.release == home.facts.release => Ok(None),
+                _ => Ok(Some(format!(
+                    "{} did not come back to {}: reboot it",
+                    t.describe(),
+                    home.facts.release
+                ))),
+            }
+        }
+        (Target::Ssh(_), None) => Ok(Some(format!(
+            "{} still runs a test kernel ({} is not in /boot): reboot it into its own kernel",
+            t.describe(),
+            home.facts.release
+        ))),
+        (Target::Local, image) => Ok(Some(match image {
+            Some(i) => format!(
+                "all boots done; back to {} with:\n  {}",
+                home.facts.release,
+                metal::boot_instructions(Path::new(i), home.facts.initrd.as_deref(), &home_line)
+            ),
+            None => format!("all boots done; reboot into your own kernel ({})", home.facts.release),
+        })),
+    }
 }
 
 /// Sender, date and a fresh Message-ID (the time and the report's content) for a mail.
@@ -763,7 +1064,7 @@ fn boot_entry(s: &Stored) -> BootEntry {
     }
 }
 
-fn machines(done: &[Stored], mem_mib: u32) -> Vec<Machine> {
+fn machines(done: &[Stored], mem_mib: u32, machine: Option<&MachineRun>) -> Vec<Machine> {
     let table = crate::arch::table().unwrap_or_default();
     let mut out: Vec<Machine> = Vec::new();
     for s in done {
@@ -774,6 +1075,20 @@ fn machines(done: &[Stored], mem_mib: u32) -> Vec<Machine> {
                 m.vcpus.push(p.vcpus);
                 m.vcpus.sort();
             }
+            continue;
+        }
+        if let (Some(mr), "metal") = (machine, p.accel.as_str()) {
+            out.push(Machine {
+                arch: p.arch.clone(),
+                accel: p.accel.clone(),
+                cpu_model: p.cpu_model.clone(),
+                emulator: String::new(),
+                machine: mr.home.facts.describe(&mr.target),
+                vcpus: vec![p.vcpus],
+                mem_mib: 0,
+                page_size: env.page_size,
+                thp: env.thp,
+            });
             continue;
         }
         let a = table.get(&p.arch);
@@ -828,7 +1143,7 @@ fn finish(
     std::fs::write(dir.join("report.html"), crate::html::render(&report, &page_template, alpha)?)?;
     report.timing.push(StageTime { stage: "render".into(), seconds: t.elapsed().as_secs_f64() });
     write_json(report_path, &report)?;
-    Ok(EvalOutcome { dir: dir.to_path_buf(), report, email: email_path })
+    Ok(EvalOutcome { dir: dir.to_path_buf(), report, email: email_path, pending: None })
 }
 
 /// `cargo xtask compare A B`: two reference trees (or two commits of `--tree`), the
@@ -864,8 +1179,9 @@ pub fn compare_trees(o: &CompareOptions) -> Result<EvalOutcome> {
     };
     let dir = o.spec.out_root.join(format!("compare-{}-{}", safe(&o.a), safe(&o.b)));
     std::fs::create_dir_all(&dir)?;
+    let (spec, machine) = o.spec.for_target(&dir)?;
     let (la, lb) = (o.a.clone(), if o.a == o.b { format!("{}-b", o.b) } else { o.b.clone() });
-    let plan = o.spec.plan(vec![la.clone(), lb.clone()], "ABBA");
+    let plan = spec.plan(vec![la.clone(), lb.clone()], "ABBA");
     eprintln!(
         "compare: {} ({}) against {} ({}); {}; {} vCPU; {} clock; {} boots per kernel (ABBA); suite {}; results in {}",
         la,
@@ -875,8 +1191,8 @@ pub fn compare_trees(o: &CompareOptions) -> Result<EvalOutcome> {
         plan.arches.join(","),
         email::join_u32(&plan.cpus),
         plan.clocks.join("+"),
-        o.spec.reps,
-        o.spec.suite.name,
+        spec.reps,
+        spec.suite.name,
         dir.display()
     );
     let release = |t: &TreeHandle, c: &str, label: &str| crate::report::ReleaseInfo {
@@ -927,15 +1243,16 @@ pub fn compare_trees(o: &CompareOptions) -> Result<EvalOutcome> {
     };
     let key = serde_json::json!({
         "compare": [&la, &ca, &lb, &cb],
-        "arches": report.plan.arches, "cpus": o.spec.cpus, "clocks": report.plan.clocks, "reps": o.spec.reps,
-        "suite": suite::to_text(&o.spec.suite), "harness": harness::source_id()?, "config": build::fragments_id(&o.spec.build)?, "mem": o.spec.mem_mib, "llvm": o.spec.build.llvm,
+        "arches": report.plan.arches, "cpus": spec.cpus, "clocks": report.plan.clocks, "reps": spec.reps,
+        "suite": suite::to_text(&spec.suite), "harness": harness::source_id()?, "config": build::fragments_id(&spec.build)?, "mem": spec.mem_mib, "llvm": spec.build.llvm,
+        "target": report.plan.target, "host_config": spec.build.host_config.as_ref().map(|h| h.config.clone() + &h.modules),
     });
     let kernels = [
         Kernel { variant: la.clone(), tree: ta, commit: ca },
         Kernel { variant: lb.clone(), tree: tb, commit: cb },
     ];
-    let m = o.spec.measure(cfg.thresholds);
-    measure(&m, key, &kernels, &dir, &mut report, &mut timing)?;
+    let m = spec.measure(cfg.thresholds, machine.as_ref());
+    let pending = measure(&m, key, &kernels, &dir, &mut report, &mut timing)?;
 
     let t = Instant::now();
     report.timing = timing;
@@ -959,5 +1276,5 @@ pub fn compare_trees(o: &CompareOptions) -> Result<EvalOutcome> {
     )?;
     report.timing.push(StageTime { stage: "render".into(), seconds: t.elapsed().as_secs_f64() });
     write_json(&dir.join("report.json"), &report)?;
-    Ok(EvalOutcome { dir, report, email: email_path })
+    Ok(EvalOutcome { dir, report, email: email_path, pending })
 }

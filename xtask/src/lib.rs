@@ -14,6 +14,7 @@ pub mod html;
 pub mod input;
 pub mod kconfig;
 pub mod mail;
+pub mod metal;
 pub mod patch;
 pub mod qemu;
 pub mod reftree;

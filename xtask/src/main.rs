@@ -230,6 +230,17 @@ struct SpecArgs {
     /// Where results go (default: target/eval); each run gets its own directory there.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Run on this machine's hardware: kernels built from its running config, measured
+    /// one boot at a time (each run measures the kernel it finds and says what to boot next).
+    #[arg(long, conflicts_with = "host")]
+    metal: bool,
+    /// Run on another machine over ssh (user@box, root there, kexec-tools installed):
+    /// kernels built from its running config, each booted there with kexec.
+    #[arg(long, value_name = "USER@BOX")]
+    host: Option<String>,
+    /// Seconds a real machine may take to come back after a kexec.
+    #[arg(long, default_value_t = 600)]
+    boot_timeout: u64,
 }
 
 impl SpecArgs {
@@ -249,6 +260,13 @@ impl SpecArgs {
             from: self.from.as_deref().map(xtask::eval::parse_from).transpose()?,
             out_root: self.out.clone().unwrap_or_else(|| reftree::project_root().join("target/eval")),
             fresh: self.fresh,
+            target: match (&self.host, self.metal) {
+                (Some(h), _) => Some(xtask::metal::Target::ssh(h)?),
+                (None, true) => Some(xtask::metal::Target::Local),
+                (None, false) => None,
+            },
+            cpus_given: self.cpus.is_some(),
+            boot_timeout: std::time::Duration::from_secs(self.boot_timeout.max(10)),
         })
     }
 }
@@ -279,6 +297,9 @@ fn print_outcome(out: &xtask::eval::EvalOutcome, started: std::time::Instant) {
                 (false, false) => "; no Tested-by (not everything passed)",
             }
         );
+    }
+    if let Some(p) = &out.pending {
+        println!("next:   {p}");
     }
     println!("time:");
     for s in &r.timing {
@@ -430,12 +451,7 @@ fn run(cli: Cli) -> Result<()> {
                             let me = arch::parse_list(std::env::consts::ARCH)?.remove(0);
                             xtask::run::metal(&xtask::harness::build_harness(&me)?, &suite, &log)?
                         }
-                        Some(h) => xtask::run::ssh(
-                            h,
-                            |a| xtask::harness::build_harness(&arch::parse_list(a)?.remove(0)),
-                            &suite,
-                            &log,
-                        )?,
+                        Some(h) => xtask::run::ssh(h, &suite, &log)?,
                     };
                     eprintln!(
                         "[run] metal {} {} ({}): {:?}, {} results, {} failed runs",

@@ -3,16 +3,16 @@
 //! Every record says where its numbers came from.
 
 use crate::arch::Arch;
+use crate::metal;
 use crate::qemu::{self, Accel, BootSpec, Clock};
 use crate::serial::{self, Boot};
-use crate::suite::{self, Suite};
-use anyhow::{bail, Context, Result};
+use crate::suite::Suite;
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
-use xshell::{cmd, Shell};
+use std::time::Duration;
 
 /// Where a sample came from; printed next to every number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,6 +36,9 @@ pub struct BootRecord {
     pub seconds: f64,
     pub log: PathBuf,
     pub qemu_exit: Option<i32>,
+    /// On a real machine: the kernel's boot id, so that one boot never gives two samples.
+    #[serde(default)]
+    pub boot_id: Option<String>,
 }
 
 /// How to choose the accelerator.
@@ -138,7 +141,7 @@ pub fn qemu_boot(b: &QemuBoot, log: &Path) -> Result<BootRecord> {
         bail!("{} did not start: {}", b.arch.qemu, r.qemu_stderr.trim());
     }
     let model = match b.accel {
-        Accel::Kvm => boot.env.as_ref().map(|e| e.cpu_model.clone()).unwrap_or_default(),
+        Accel::Kvm => boot.env.as_ref().map(|e| e.cpu_model.replace('_', " ")).unwrap_or_default(),
         Accel::Tcg => format!("QEMU TCG {} {}", b.arch.machine.split(',').next().unwrap_or(""), b.arch.cpu),
     };
     Ok(BootRecord {
@@ -162,6 +165,7 @@ pub fn qemu_boot(b: &QemuBoot, log: &Path) -> Result<BootRecord> {
         seconds: r.seconds,
         log: log.to_path_buf(),
         qemu_exit: r.exit_code,
+        boot_id: None,
     })
 }
 
@@ -176,86 +180,45 @@ fn host_arch_name() -> &'static str {
 /// Runs the harness on this host's own kernel. Needs root for THP settings (it
 /// restores them); without root, large-folio runs fail and say why.
 pub fn metal(harness: &Path, suite: &Suite, log: &Path) -> Result<BootRecord> {
-    let sh = Shell::new()?;
-    let dir = log.parent().context("log has no directory")?;
-    sh.create_dir(dir)?;
-    let suite_file = dir.join("suite.txt");
-    sh.write_file(&suite_file, suite::to_text(suite))?;
-    let started = Instant::now();
-    let out = cmd!(sh, "{harness} {suite_file}").quiet().ignore_status().output()?;
-    std::fs::write(log, &out.stdout)?;
-    let boot = serial::parse(&String::from_utf8_lossy(&out.stdout), false);
-    let host = cmd!(sh, "uname -n").quiet().read().unwrap_or_default();
-    Ok(metal_record(boot, started, log, Some(host), host_arch_name()))
+    let t = metal::Target::Local;
+    let (boot, seconds) = metal::run_harness(&t, harness, suite, log)?;
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    Ok(metal_record(boot, seconds, log, Some(host.trim().to_string()), host_arch_name()))
 }
 
-fn metal_record(boot: Boot, started: Instant, log: &Path, host: Option<String>, arch: &str) -> BootRecord {
+/// A harness run on a real machine as a record.
+pub fn metal_record(boot: Boot, seconds: f64, log: &Path, host: Option<String>, arch: &str) -> BootRecord {
     let env = boot.env.clone().unwrap_or_default();
     BootRecord {
         provenance: Provenance {
-            arch: if env.machine.is_empty() { arch.to_string() } else { machine_to_arch(&env.machine) },
+            arch: if env.machine.is_empty() {
+                arch.to_string()
+            } else {
+                metal::machine_to_arch(&env.machine)
+            },
             accel: "metal".into(),
             clock: "wall".into(),
-            cpu_model: env.cpu_model.clone(),
+            // The harness writes it with `_` for spaces (one k=v word).
+            cpu_model: env.cpu_model.replace('_', " "),
             vcpus: env.cpus,
             kernel: env.kernel.clone(),
             host,
         },
         boot,
-        seconds: started.elapsed().as_secs_f64(),
+        seconds,
         log: log.to_path_buf(),
         qemu_exit: None,
-    }
-}
-
-fn machine_to_arch(m: &str) -> String {
-    match m {
-        "aarch64" => "arm64".into(),
-        "ppc64le" => "ppc64le".into(),
-        other => other.to_string(),
+        boot_id: None,
     }
 }
 
 /// Copies the harness for the remote's architecture over ssh and runs it there.
-pub fn ssh(
-    dest: &str,
-    harness_for: impl Fn(&str) -> Result<PathBuf>,
-    suite: &Suite,
-    log: &Path,
-) -> Result<BootRecord> {
-    if dest.starts_with('-') || dest.contains(char::is_whitespace) {
-        bail!("--host `{dest}` is not a user@host destination");
-    }
-    let sh = Shell::new()?;
-    let dir = log.parent().context("log has no directory")?;
-    sh.create_dir(dir)?;
-    let machine = cmd!(sh, "ssh -o BatchMode=yes {dest} uname -m")
-        .quiet()
-        .read()
-        .with_context(|| format!("cannot reach {dest} with ssh (BatchMode: keys, no passwords)"))?;
-    let arch = machine_to_arch(machine.trim());
-    let harness = harness_for(&arch)?;
-    let remote = cmd!(sh, "ssh -o BatchMode=yes {dest} mktemp -d").quiet().read()?;
-    let remote = remote.trim();
-    // It goes into remote shell commands: only a plain path is acceptable.
-    if !remote.starts_with('/') || !remote.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c)) {
-        bail!("{dest}: mktemp gave an unusable directory `{remote}`");
-    }
-    // Through ssh itself, not scp: works without an SFTP subsystem.
-    let put = |data: Vec<u8>, name: &str, mode: &str| -> Result<()> {
-        let script = format!("cat > {remote}/{name} && chmod {mode} {remote}/{name}");
-        cmd!(sh, "ssh -o BatchMode=yes {dest} {script}").quiet().stdin(data).run()?;
-        Ok(())
-    };
-    put(std::fs::read(&harness)?, "mmharness", "755")?;
-    put(suite::to_text(suite).into_bytes(), "suite.txt", "644")?;
-    let started = Instant::now();
-    let (bin, st) = (format!("{remote}/mmharness"), format!("{remote}/suite.txt"));
-    let out = cmd!(sh, "ssh -o BatchMode=yes {dest} {bin} {st}").quiet().ignore_status().output()?;
-    let _ = cmd!(sh, "ssh -o BatchMode=yes {dest} rm -rf {remote}").quiet().run();
-    std::fs::write(log, &out.stdout)?;
-    let boot = serial::parse(&String::from_utf8_lossy(&out.stdout), false);
-    Ok(metal_record(boot, started, log, Some(dest.to_string()), &arch))
+pub fn ssh(dest: &str, suite: &Suite, log: &Path) -> Result<BootRecord> {
+    let t = metal::Target::ssh(dest)?;
+    let facts = metal::probe(&t)?;
+    let harness = metal::harness_for(&facts.arch)?;
+    let (boot, seconds) = metal::run_harness(&t, &harness, suite, log)?;
+    Ok(metal_record(boot, seconds, log, Some(dest.to_string()), &facts.arch))
 }
 
 /// A set of boots to run: every architecture, vCPU count and clock, `boots` times,
