@@ -291,8 +291,13 @@ fn tested_block(r: &Report) -> String {
         })
         .collect::<Vec<_>>()
         .join(" and ");
+    let per = if r.plan.target == "qemu" {
+        "per architecture and vCPU count"
+    } else {
+        "on the machine, each a fresh boot (kexec)"
+    };
     let method = format!(
-        "{} boots of each kernel per architecture and vCPU count, alternating {} ({}); each boot runs the \"{}\" suite ({} workloads) and reports the median of its in-boot repetitions; the tables compare the medians of those per-boot medians. Time measured by {}.",
+        "{} boots of each kernel {per}, alternating {} ({}); each boot runs the \"{}\" suite ({} workloads) and reports the median of its in-boot repetitions; the tables compare the medians of those per-boot medians. Time measured by {}.",
         r.plan.reps, r.plan.variants.join("/"), r.plan.order, r.plan.suite, r.plan.suite_runs, clocks
     );
     // Continuation lines aligned under the first word, like the other fields.

@@ -350,7 +350,7 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
     }
     let plan = spec.plan(variants.to_vec(), if multi { "round robin, reversed every round" } else { "ABBA" });
     eprintln!(
-        "eval: {} of \"{}\" ({} patch{}) on {}; {} {}; {} vCPU; {} clock; {} boots per kernel ({}); suite {}; results in {}",
+        "eval: {} of \"{}\" ({} patch{}) on {}; {} {}; {} {}; {} clock; {} boots per kernel ({}); suite {}; results in {}",
         all.iter().map(|s| format!("v{}", s.version)).collect::<Vec<_>>().join(" and "),
         series.subject(),
         series.patches.len(),
@@ -362,6 +362,7 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
         },
         plan.arches.join(","),
         email::join_u32(&plan.cpus),
+        if machine.is_some() { "CPUs" } else { "vCPU" },
         plan.clocks.join("+"),
         spec.reps,
         plan.order,
@@ -1183,13 +1184,14 @@ pub fn compare_trees(o: &CompareOptions) -> Result<EvalOutcome> {
     let (la, lb) = (o.a.clone(), if o.a == o.b { format!("{}-b", o.b) } else { o.b.clone() });
     let plan = spec.plan(vec![la.clone(), lb.clone()], "ABBA");
     eprintln!(
-        "compare: {} ({}) against {} ({}); {}; {} vCPU; {} clock; {} boots per kernel (ABBA); suite {}; results in {}",
+        "compare: {} ({}) against {} ({}); {}; {} {}; {} clock; {} boots per kernel (ABBA); suite {}; results in {}",
         la,
         &ca[..12],
         lb,
         &cb[..12],
         plan.arches.join(","),
         email::join_u32(&plan.cpus),
+        if machine.is_some() { "CPUs" } else { "vCPU" },
         plan.clocks.join("+"),
         spec.reps,
         spec.suite.name,

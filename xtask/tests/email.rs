@@ -81,8 +81,10 @@ fn tested_by_only_when_everything_passed() {
     for (name, r) in fixtures() {
         let text = email::render(&r, &envelope(), &template()).unwrap();
         let has = text.lines().any(|l| l == "Tested-by: Jörg Tester <joerg.tester@example.org>");
-        let expect =
-            matches!(name.as_str(), "all-green" | "improvement" | "regression" | "noisy" | "two-revisions");
+        let expect = matches!(
+            name.as_str(),
+            "all-green" | "improvement" | "regression" | "noisy" | "two-revisions" | "metal-ssh"
+        );
         assert_eq!(has, expect, "{name}: Tested-by {has}");
         assert_eq!(r.all_passed(), expect, "{name}");
     }

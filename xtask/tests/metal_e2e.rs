@@ -276,6 +276,10 @@ fn eval_on_a_machine_reached_with_ssh_and_kexec() {
     // Each boot's kernel was the one sent: the console shows the four kexecs.
     assert_eq!(stderr.matches("eval: kexec root@box into").count(), 4, "{stderr}");
 
+    // Kept for a look (and as the source of tests/data/reports/metal-ssh.json).
+    let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("metal-e2e-report.json");
+    std::fs::copy(dir_out.join("report.json"), keep).unwrap();
+
     let mail = std::fs::read_to_string(dir_out.join("reply.eml")).unwrap();
     assert!(mail.contains("x86_64 -- on the machine itself (metal), 2 CPUs, wall clock; 2 boots"), "{mail}");
     assert!(mail.contains("root@box, a virtual machine"), "the machine line names the box:\n{mail}");
