@@ -55,7 +55,8 @@ pub struct Spec {
 pub struct MachineRun {
     pub target: Target,
     pub home: Home,
-    pub boot_timeout: Duration,
+    /// What the machine said when the evaluation started (the kernel it runs now).
+    pub now: metal::Facts,
 }
 
 impl Spec {
@@ -102,23 +103,11 @@ impl Spec {
         spec.cpus = vec![home.facts.cpus];
         spec.clocks = vec![Clock::Wall];
         spec.build.host_config = Some(home.host_config());
-        Ok((spec, Some(MachineRun { target: t.clone(), home, boot_timeout: self.boot_timeout })))
+        Ok((spec, Some(MachineRun { target: t.clone(), home, now: facts })))
     }
 
     fn measure<'a>(&'a self, thresholds: Thresholds, machine: Option<&'a MachineRun>) -> Measure<'a> {
-        Measure {
-            arches: &self.arches,
-            cpus: &self.cpus,
-            reps: self.reps,
-            suite: &self.suite,
-            clocks: &self.clocks,
-            accel: self.accel,
-            mem_mib: self.mem_mib,
-            build: &self.build,
-            fresh: self.fresh,
-            thresholds,
-            machine,
-        }
+        Measure { spec: self, thresholds, machine }
     }
 
     fn plan(&self, variants: Vec<String>, order: &str) -> PlanInfo {
@@ -490,15 +479,8 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
 
 /// How to measure; shared by `eval` and `compare`.
 pub struct Measure<'a> {
-    pub arches: &'a [Arch],
-    pub cpus: &'a [u32],
-    pub reps: usize,
-    pub suite: &'a Suite,
-    pub clocks: &'a [Clock],
-    pub accel: AccelChoice,
-    pub mem_mib: u32,
-    pub build: &'a BuildOptions,
-    pub fresh: bool,
+    /// Already narrowed to the machine when there is one (`Spec::for_target`).
+    pub spec: &'a Spec,
     pub thresholds: Thresholds,
     pub machine: Option<&'a MachineRun>,
 }
@@ -530,7 +512,7 @@ pub fn measure(
     let records_path = dir.join("records.jsonl");
     if let Ok(old) = std::fs::read_to_string(&plan_path) {
         let same = serde_json::from_str::<serde_json::Value>(&old).map(|k| k == key).unwrap_or(false);
-        if m.fresh {
+        if m.spec.fresh {
             let _ = std::fs::remove_file(&records_path);
         } else if !same {
             // Another plan's boots must not mix with this one's; keep them, aside.
@@ -552,7 +534,7 @@ pub fn measure(
             }
             eprintln!("eval: the plan changed; the earlier evaluation is kept in {}", aside.display());
         }
-    } else if m.fresh {
+    } else if m.spec.fresh {
         let _ = std::fs::remove_file(&records_path);
     }
     write_json(&plan_path, &key)?;
@@ -563,12 +545,12 @@ pub fn measure(
     // Variant by variant: each architecture's build directory sees the baseline first.
     let mut results = Vec::new();
     for k in kernels {
-        for arch in m.arches {
+        for arch in &m.spec.arches {
             results.push(build::BuildResult {
                 variant: k.variant.clone(),
                 arch: arch.name.clone(),
                 commit: k.commit.clone(),
-                outcome: build::build(&k.tree, &k.commit, arch, m.build, &k.variant),
+                outcome: build::build(&k.tree, &k.commit, arch, &m.spec.build, &k.variant),
             });
         }
     }
@@ -586,7 +568,7 @@ pub fn measure(
                     compiler: a.meta.compiler.clone(),
                     // A stored build may have been made for another machine with the
                     // same config: name this one.
-                    fragments: match &m.build.host_config {
+                    fragments: match &m.spec.build.host_config {
                         Some(h) => std::iter::once(format!("config of {}", h.source))
                             .chain(a.meta.fragments.iter().skip(1).cloned())
                             .collect(),
@@ -663,7 +645,7 @@ pub fn measure(
     let mut booted: Vec<&Arch> = Vec::new();
     let mut pending = None;
     if let Some(machine) = m.machine {
-        let arch = &m.arches[0];
+        let arch = &m.spec.arches[0];
         if variants.iter().all(|v| images.contains_key(&(arch.name.clone(), v.clone()))) {
             booted.push(arch);
             let commits: BTreeMap<String, String> =
@@ -682,22 +664,22 @@ pub fn measure(
         }
     } else {
         let mut prepared = Vec::new();
-        for arch in m.arches {
+        for arch in &m.spec.arches {
             if !variants.iter().all(|v| images.contains_key(&(arch.name.clone(), v.clone()))) {
                 continue; // a build failed: nothing to compare on this arch
             }
             build::check_qemu(arch)?;
-            let initrd = harness::initramfs(arch, m.suite)?;
-            let missing = m.cpus.iter().any(|&c| {
-                m.clocks.iter().any(|&k| {
-                    (0..m.reps).any(|rep| {
+            let initrd = harness::initramfs(arch, &m.spec.suite)?;
+            let missing = m.spec.cpus.iter().any(|&c| {
+                m.spec.clocks.iter().any(|&k| {
+                    (0..m.spec.reps).any(|rep| {
                         variants.iter().any(|v| {
                             !seen.contains(&(arch.name.clone(), c, clock_name(k).to_string(), v.clone(), rep))
                         })
                     })
                 })
             });
-            let accel = match m.accel {
+            let accel = match m.spec.accel {
                 _ if !missing => Accel::Tcg, // nothing left to boot: no probe needed
                 AccelChoice::Tcg => Accel::Tcg,
                 AccelChoice::Kvm => Accel::Kvm,
@@ -713,12 +695,13 @@ pub fn measure(
             };
             prepared.push((arch, initrd, accel));
         }
-        let expected = prepared.len() * m.cpus.len() * m.clocks.len() * m.reps * variants.len();
+        let expected =
+            prepared.len() * m.spec.cpus.len() * m.spec.clocks.len() * m.spec.reps * variants.len();
         let mut count = done.len();
-        for rep in 0..m.reps {
+        for rep in 0..m.spec.reps {
             for (arch, initrd, accel) in &prepared {
-                for &cpus in m.cpus {
-                    for &clock in m.clocks {
+                for &cpus in &m.spec.cpus {
+                    for &clock in &m.spec.clocks {
                         let order: Vec<&String> = if rep % 2 == 0 {
                             variants.iter().collect()
                         } else {
@@ -751,10 +734,10 @@ pub fn measure(
                                 kernel_release: report.tree.release.as_deref().unwrap_or(""),
                                 initrd,
                                 cpus,
-                                mem_mib: m.mem_mib,
+                                mem_mib: m.spec.mem_mib,
                                 accel,
                                 clock,
-                                deadline: Duration::from_secs(m.suite.deadline_s),
+                                deadline: Duration::from_secs(m.spec.suite.deadline_s),
                             };
                             let record = run::qemu_boot(&b, &log)?;
                             count += 1;
@@ -793,8 +776,8 @@ pub fn measure(
     let wanted: HashSet<(String, u32, String)> = booted
         .iter()
         .flat_map(|a| {
-            m.cpus.iter().flat_map(move |c| {
-                m.clocks.iter().map(move |k| (a.name.clone(), *c, clock_name(*k).to_string()))
+            m.spec.cpus.iter().flat_map(move |c| {
+                m.spec.clocks.iter().map(move |k| (a.name.clone(), *c, clock_name(*k).to_string()))
             })
         })
         .collect();
@@ -803,7 +786,7 @@ pub fn measure(
             s.record.provenance.arch.clone(),
             s.record.provenance.vcpus,
             s.record.provenance.clock.clone(),
-        )) && s.rep < m.reps
+        )) && s.rep < m.spec.reps
     });
     done.sort_by_key(|s| {
         (
@@ -815,11 +798,11 @@ pub fn measure(
         )
     });
     report.boots = done.iter().map(boot_entry).collect();
-    report.machines = machines(&done, m.mem_mib, m.machine);
+    report.machines = machines(&done, m.spec.mem_mib, m.machine);
     let mut tagged = Vec::new();
     for s in &done {
         let p = &s.record.provenance;
-        for run in &m.suite.runs {
+        for run in &m.spec.suite.runs {
             tagged.push(Tagged {
                 arch: &p.arch,
                 accel: &p.accel,
@@ -880,7 +863,7 @@ fn failed_metal_boot(
         repaired_lines: 0,
     };
     let mut r = run::metal_record(boot, 0.0, log, Some(c.machine.target.describe()), &c.arch.name);
-    r.provenance.vcpus = c.m.cpus[0];
+    r.provenance.vcpus = c.m.spec.cpus[0];
     Ok(r)
 }
 
@@ -895,11 +878,11 @@ fn metal_boots(
 ) -> Result<Option<String>> {
     let (m, t, home) = (c.m, &c.machine.target, &c.machine.home);
     let harness = harness::build_harness(c.arch)?;
-    let cpus = m.cpus[0];
+    let cpus = m.spec.cpus[0];
     let mut used: HashSet<String> = done.iter().filter_map(|s| s.record.boot_id.clone()).collect();
-    let mut facts = metal::probe(t)?;
-    let expected = m.reps * c.variants.len();
-    for rep in 0..m.reps {
+    let mut facts = c.machine.now.clone();
+    let expected = m.spec.reps * c.variants.len();
+    for rep in 0..m.spec.reps {
         let order: Vec<&String> =
             if rep % 2 == 0 { c.variants.iter().collect() } else { c.variants.iter().rev().collect() };
         for variant in order {
@@ -931,14 +914,14 @@ fn metal_boots(
                     home.facts.initrd.as_deref(),
                     &cmdline,
                     &facts.boot_id,
-                    c.machine.boot_timeout,
+                    m.spec.boot_timeout,
                 )?;
                 match back {
                     None => {
                         let why = format!(
                             "{} did not answer within {} s of the kexec into {variant}",
                             t.describe(),
-                            c.machine.boot_timeout.as_secs()
+                            m.spec.boot_timeout.as_secs()
                         );
                         let r = failed_metal_boot(c, serial::BootStatus::Timeout, why.clone(), &log)?;
                         let stored = Stored { variant: variant.clone(), rep, record: r };
@@ -967,7 +950,7 @@ fn metal_boots(
                     continue;
                 }
             }
-            let (boot, seconds) = metal::run_harness(t, &harness, m.suite, &log)?;
+            let (boot, seconds) = metal::run_harness(t, &harness, &m.spec.suite, &log)?;
             let mut record = run::metal_record(boot, seconds, &log, Some(t.describe()), &c.arch.name);
             record.boot_id = Some(facts.boot_id.clone());
             used.insert(facts.boot_id.clone());
@@ -1004,7 +987,7 @@ fn metal_boots(
                 home.facts.initrd.as_deref(),
                 &home_line,
                 &facts.boot_id,
-                c.machine.boot_timeout,
+                m.spec.boot_timeout,
             )? {
                 Some(f) if f.release == home.facts.release => Ok(None),
                 _ => Ok(Some(format!(

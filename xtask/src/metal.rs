@@ -283,10 +283,8 @@ pub fn token(variant: &str, commit: &str) -> String {
 /// words and our earlier token, then ours. `panic=10` makes a crashing test kernel
 /// reboot (into the machine's default kernel) instead of hanging. Pure.
 pub fn test_cmdline(home: &str, token: &str) -> String {
-    let mut words: Vec<&str> = home
-        .split_whitespace()
-        .filter(|w| !w.starts_with("BOOT_IMAGE=") && !w.starts_with("initrd=") && !w.starts_with("mmeval."))
-        .collect();
+    let home = home_cmdline(home);
+    let mut words: Vec<&str> = home.split_whitespace().filter(|w| !w.starts_with("mmeval.")).collect();
     // Arguments after `--` go to init; ours must come before them.
     let tail = words.iter().position(|w| *w == "--").map(|i| words.split_off(i)).unwrap_or_default();
     if !words.iter().any(|w| w.starts_with("panic=")) {
