@@ -1,18 +1,22 @@
-//! Applying a series with git2, in memory, like `git am -3`: each patch's diff is
-//! applied to the previous tree, the result committed with the mail's author, date and
-//! message. Only objects and one ref (`refs/heads/eval/<slug>`) are written: the user's
+//! Applying a series in memory, like `git am -3`: each patch's diff is applied to the
+//! previous tree (hunks placed as `git apply` places them, offsets included: see
+//! [`crate::diff::apply_hunks`]), else three-way on the blobs its `index` lines name;
+//! the result is committed with the mail's author, date and message. git2 holds the
+//! objects: only objects and one ref (`refs/heads/eval/<slug>`) are written; the user's
 //! HEAD, index and work tree are never read for writing, let alone changed.
 //!
 //! The committer is fixed (ours) and dated like the author, so the same series on the
 //! same base always gives the same commit ids: later stages key their caches on them.
 
-use crate::patch::Diff as ParsedDiff;
+use crate::diff::{self, lossy, Change, Diff as ParsedDiff, FileDiff};
 use crate::series::{Series, SeriesPatch};
 use anyhow::{anyhow, bail, Context, Result};
-use git2::{ApplyOptions, Oid, Repository, Signature, Time};
+use git2::{FileMode, ObjectType, Oid, Repository, Signature, Time};
 use serde::Serialize;
-use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::fmt;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 /// Who commits what this tool applies (the author is always the mail's).
@@ -26,6 +30,25 @@ pub struct AppliedPatch {
     pub commit: String,
     /// Needed the three-way fallback (`git am -3`).
     pub three_way: bool,
+    /// Hunks that applied at another line than their header says.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offsets: Vec<HunkOffset>,
+}
+
+/// A hunk that `git apply` would report as "Hunk #N succeeded at L (offset K lines)".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct HunkOffset {
+    pub file: String,
+    pub hunk: usize,
+    pub line: usize,
+    pub offset: isize,
+}
+
+impl fmt::Display for HunkOffset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = if self.offset.abs() == 1 { "" } else { "s" };
+        write!(f, "{}: hunk #{} at line {} (offset {} line{s})", self.file, self.hunk, self.line, self.offset)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -107,7 +130,7 @@ pub fn apply_series(
     let mut out = Vec::new();
     for p in &series.patches {
         let diff = p.mail.diff.as_ref().expect("series patches carry a diff");
-        let (tree, three_way) = apply_patch(repo, &parent.tree()?, diff).map_err(|mut f| {
+        let (tree, three_way, offsets) = apply_patch(repo, &parent.tree()?, diff).map_err(|mut f| {
             f.number = p.number;
             f.total = total;
             f.subject = p.mail.subject.clone();
@@ -120,6 +143,7 @@ pub fn apply_series(
             subject: p.mail.subject.clone(),
             commit: commit.to_string(),
             three_way,
+            offsets,
         });
     }
     repo.reference(refname, parent.id(), true, "mmeval: apply series")
@@ -179,110 +203,225 @@ fn commit_patch(repo: &Repository, p: &SeriesPatch, tree: Oid, parent: &git2::Co
         .with_context(|| format!("patch {}: unusable author {:?}", p.number, p.mail.author.display()))?;
     let committer = signature(COMMITTER_NAME, COMMITTER_EMAIL, time)?;
     let tree = repo.find_tree(tree)?;
-    Ok(repo.commit(None, &author, &committer, &p.mail.message, &tree, &[parent])?)
+    match std::str::from_utf8(&p.mail.message_bytes) {
+        Ok(message) => Ok(repo.commit(None, &author, &committer, message, &tree, &[parent])?),
+        Err(_) => {
+            // git am keeps an undeclared message's bytes even when they are not UTF-8:
+            // git2 takes only a str, so the object is written with the message swapped in.
+            let buf = repo.commit_create_buffer(&author, &committer, "\u{0}", &tree, &[parent])?;
+            let header = buf.strip_suffix(b"\0").context("git2 wrote an unexpected commit buffer")?;
+            let object = [header, &p.mail.message_bytes[..]].concat();
+            Ok(repo.odb()?.write(ObjectType::Commit, &object)?)
+        }
+    }
 }
 
-/// Applies one diff to `tree`: strictly first, then three-way on the preimage blobs.
+/// Why a file diff does not apply: which file, which hunk, what git would say.
+type Refusal = (Option<String>, Option<String>, String);
+
+/// Applies one diff to `tree`: as `git apply` first (offsets, no fuzz), then three-way
+/// on the preimage blobs.
 fn apply_patch(
     repo: &Repository,
     tree: &git2::Tree,
     diff: &ParsedDiff,
-) -> std::result::Result<(Oid, bool), ApplyFailure> {
-    let fail = |file: Option<String>, hunk: Option<String>, detail: String| ApplyFailure {
-        number: 0,
-        total: 0,
-        subject: String::new(),
-        file,
-        hunk,
-        detail,
-    };
-    let gdiff = git2::Diff::from_buffer(diff.text.as_bytes())
-        .map_err(|e| fail(None, None, format!("git cannot parse the diff: {}", e.message())))?;
-    let strict = match apply_tracked(repo, tree, &gdiff) {
-        Ok(oid) => return Ok((oid, false)),
+) -> std::result::Result<(Oid, bool, Vec<HunkOffset>), ApplyFailure> {
+    let fail = |(file, hunk, detail): Refusal| ApplyFailure { number: 0, total: 0, subject: String::new(), file, hunk, detail };
+    let strict = match apply_files(repo, tree, &diff.files) {
+        Ok((oid, offsets)) => return Ok((oid, false, offsets)),
         Err(f) => f,
     };
-    match three_way(repo, tree, diff, &gdiff) {
-        Ok(oid) => Ok((oid, true)),
-        Err(why) => Err(fail(strict.0, strict.1, format!("{}; three-way: {why}", strict.2))),
+    match three_way(repo, tree, diff) {
+        Ok(oid) => Ok((oid, true, Vec::new())),
+        Err(why) => {
+            let (file, hunk, detail) = strict;
+            Err(fail((file, hunk, format!("{detail}; three-way: {why}"))))
+        }
     }
 }
 
-/// apply_to_tree, remembering which file and hunk git was on when it failed.
-fn apply_tracked(
-    repo: &Repository,
-    tree: &git2::Tree,
-    gdiff: &git2::Diff,
-) -> std::result::Result<Oid, (Option<String>, Option<String>, String)> {
-    let file: RefCell<Option<String>> = RefCell::new(None);
-    let hunk: RefCell<(usize, Option<String>)> = RefCell::new((0, None));
-    let result = {
-        // The callbacks point back into `opts`: it must not move once they are set.
-        let mut opts = ApplyOptions::new();
-        opts.delta_callback(|d| {
-            if let Some(d) = d {
-                let p = d.new_file().path().or(d.old_file().path());
-                *file.borrow_mut() = p.map(|p| p.display().to_string());
-                *hunk.borrow_mut() = (0, None);
-            }
-            true
-        });
-        opts.hunk_callback(|h| {
-            if let Some(h) = h {
-                let mut s = hunk.borrow_mut();
-                s.0 += 1;
-                s.1 = Some(String::from_utf8_lossy(h.header()).trim_end().to_string());
-            }
-            true
-        });
-        repo.apply_to_tree(tree, gdiff, Some(&mut opts))
-    };
-    match result.and_then(|mut idx| idx.write_tree_to(repo)) {
-        Ok(oid) => Ok(oid),
-        Err(e) => {
-            let (n, h) = hunk.into_inner();
-            let hunk = h.map(|h| format!("#{n} `{h}`"));
-            Err((file.into_inner(), hunk, e.message().to_string()))
+const GITLINK: u32 = 0o160000;
+const SYMLINK: u32 = 0o120000;
+
+/// The tree being patched: the base tree with the changes so far on top.
+struct Overlay<'r> {
+    repo: &'r Repository,
+    base: &'r git2::Tree<'r>,
+    /// path -> (object, mode), or None for removed.
+    changes: BTreeMap<Vec<u8>, Option<(Oid, u32)>>,
+}
+
+enum Entry {
+    Missing,
+    Dir,
+    File(Oid, u32),
+}
+
+impl<'r> Overlay<'r> {
+    fn get(&self, path: &[u8]) -> Entry {
+        if let Some(c) = self.changes.get(path) {
+            return match c {
+                Some((oid, mode)) => Entry::File(*oid, *mode),
+                None => Entry::Missing,
+            };
+        }
+        let mut prefix = path.to_vec();
+        prefix.push(b'/');
+        let added_below = self.changes.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).any(|(_, v)| v.is_some());
+        match self.base.get_path(Path::new(OsStr::from_bytes(path))) {
+            Ok(e) if e.kind() == Some(ObjectType::Tree) => Entry::Dir,
+            Ok(e) => Entry::File(e.id(), e.filemode() as u32),
+            Err(_) if added_below => Entry::Dir,
+            Err(_) => Entry::Missing,
         }
     }
+
+    /// The content `git apply` sees: a blob's bytes, or a gitlink's `Subproject commit`.
+    fn content(&self, oid: Oid, mode: u32) -> std::result::Result<Vec<u8>, String> {
+        if mode == GITLINK {
+            return Ok(format!("Subproject commit {oid}\n").into_bytes());
+        }
+        self.repo.find_blob(oid).map(|b| b.content().to_vec()).map_err(|e| e.message().to_string())
+    }
+
+    /// git apply's checks before creating `path`: nothing there, no file or symlink on
+    /// the way to it (a path beyond a symbolic link is refused).
+    fn check_create(&self, path: &[u8]) -> std::result::Result<(), String> {
+        let shown = lossy(path);
+        match self.get(path) {
+            Entry::Missing => {}
+            Entry::Dir => return Err(format!("{shown}: already exists as a directory")),
+            Entry::File(..) => return Err(format!("{shown}: already exists in index")),
+        }
+        for (k, _) in path.iter().enumerate().filter(|(_, &b)| b == b'/') {
+            if let Entry::File(_, mode) = self.get(&path[..k]) {
+                let what = if mode == SYMLINK { "beyond a symbolic link" } else { "beyond a file" };
+                return Err(format!("{shown}: {what} ({})", lossy(&path[..k])));
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, path: &[u8], content: &[u8], mode: u32) -> std::result::Result<(), String> {
+        let oid = if mode == GITLINK {
+            let text = String::from_utf8_lossy(content);
+            let id = text.trim().strip_prefix("Subproject commit ").map(str::trim).unwrap_or("");
+            Oid::from_str(id).map_err(|_| format!("{}: a submodule change without a commit id", lossy(path)))?
+        } else {
+            self.repo.blob(content).map_err(|e| e.message().to_string())?
+        };
+        self.changes.insert(path.to_vec(), Some((oid, mode)));
+        Ok(())
+    }
+
+    fn finish(self) -> std::result::Result<Oid, String> {
+        let mut b = git2::build::TreeUpdateBuilder::new();
+        for (path, change) in self.changes {
+            match change {
+                Some((oid, mode)) => {
+                    let mode = match mode {
+                        0o100755 => FileMode::BlobExecutable,
+                        SYMLINK => FileMode::Link,
+                        GITLINK => FileMode::Commit,
+                        _ => FileMode::Blob,
+                    };
+                    b.upsert(path, oid, mode);
+                }
+                None => {
+                    b.remove(path);
+                }
+            }
+        }
+        b.create_updated(self.repo, self.base).map_err(|e| e.message().to_string())
+    }
+}
+
+/// Every file of a diff applied to `tree` as `git apply --index` would: the new tree and
+/// the hunks that needed an offset.
+fn apply_files(
+    repo: &Repository,
+    tree: &git2::Tree,
+    files: &[FileDiff],
+) -> std::result::Result<(Oid, Vec<HunkOffset>), Refusal> {
+    let mut o = Overlay { repo, base: tree, changes: BTreeMap::new() };
+    let mut offsets = Vec::new();
+    for f in files {
+        let shown = f.path().to_string();
+        let refuse = |detail: String| (Some(shown.clone()), None, detail);
+        let old = match (f.change, f.old_name.as_deref()) {
+            (Change::Create, _) | (_, None) => None,
+            (_, Some(name)) => match o.get(name) {
+                Entry::File(oid, mode) => Some((name, oid, mode)),
+                _ => return Err(refuse(format!("{}: does not exist in index", lossy(name)))),
+            },
+        };
+        let before = match old {
+            Some((_, oid, mode)) => o.content(oid, mode).map_err(refuse)?,
+            None => Vec::new(),
+        };
+        let (after, moved) = diff::apply_hunks(&before, &f.fragments).map_err(|m| {
+            (Some(shown.clone()), Some(format!("#{} `{}`", m.hunk, m.header)), format!("patch failed: {shown}:{}", m.line))
+        })?;
+        offsets.extend(moved.into_iter().map(|p| HunkOffset { file: shown.clone(), hunk: p.hunk, line: p.line, offset: p.offset }));
+        let old_mode = old.map(|(_, _, m)| m);
+        match f.change {
+            Change::Delete => {
+                if !after.is_empty() {
+                    return Err(refuse(format!("removal patch leaves file contents ({shown})")));
+                }
+                o.changes.insert(old.map(|(n, ..)| n.to_vec()).unwrap_or_default(), None);
+            }
+            Change::Modify => {
+                let name = f.new_name.as_deref().unwrap_or_default();
+                o.write(name, &after, f.new_mode.or(old_mode).unwrap_or(0o100644)).map_err(refuse)?;
+            }
+            Change::Create | Change::Rename | Change::Copy => {
+                if f.change == Change::Rename {
+                    if let Some((n, ..)) = old {
+                        o.changes.insert(n.to_vec(), None);
+                    }
+                }
+                let name = f.new_name.as_deref().unwrap_or_default();
+                o.check_create(name).map_err(refuse)?;
+                o.write(name, &after, f.new_mode.or(old_mode).unwrap_or(0o100644)).map_err(refuse)?;
+            }
+        }
+    }
+    let oid = o.finish().map_err(|e| (None, None, e))?;
+    Ok((oid, offsets))
 }
 
 /// What `git am -3` does: rebuild the tree the patch was made against from the blobs
 /// its `index` lines name, apply there, and merge that change into ours.
-fn three_way(
-    repo: &Repository,
-    ours: &git2::Tree,
-    diff: &ParsedDiff,
-    gdiff: &git2::Diff,
-) -> std::result::Result<Oid, String> {
+fn three_way(repo: &Repository, ours: &git2::Tree, diff: &ParsedDiff) -> std::result::Result<Oid, String> {
     let mut builder = git2::build::TreeUpdateBuilder::new();
     for f in &diff.files {
-        match (&f.old_path, &f.old_blob) {
-            (Some(path), Some(prefix)) => {
-                let blob = repo
-                    .find_object_by_prefix(prefix, Some(git2::ObjectType::Blob))
-                    .map_err(|_| format!("the preimage blob {prefix} of {path} is not in this repository"))?;
-                let mode = match ours.get_path(Path::new(path)) {
-                    Ok(e) if e.filemode() == 0o100755 => git2::FileMode::BlobExecutable,
-                    _ => git2::FileMode::Blob,
-                };
-                builder.upsert(path.as_str(), blob.id(), mode);
-            }
-            (Some(path), None) => return Err(format!("no `index` line for {path}")),
-            (None, _) => {
-                let path = f.new_path.as_deref().unwrap_or_default();
-                if ours.get_path(Path::new(path)).is_ok() {
+        match (f.change, &f.old_name, &f.old_blob) {
+            (Change::Create, ..) | (_, None, _) => {
+                let path = f.new_name.as_deref().unwrap_or_default();
+                if ours.get_path(Path::new(OsStr::from_bytes(path))).is_ok() {
                     builder.remove(path);
                 }
             }
+            (_, Some(path), Some(prefix)) => {
+                let blob = repo
+                    .find_object_by_prefix(prefix, Some(ObjectType::Blob))
+                    .map_err(|_| format!("the preimage blob {prefix} of {} is not in this repository", lossy(path)))?;
+                let mode = match ours.get_path(Path::new(OsStr::from_bytes(path))) {
+                    Ok(e) if e.filemode() == 0o100755 => FileMode::BlobExecutable,
+                    Ok(e) if e.filemode() == 0o120000 => FileMode::Link,
+                    _ => FileMode::Blob,
+                };
+                builder.upsert(path.as_slice(), blob.id(), mode);
+            }
+            (_, Some(path), None) => return Err(format!("no `index` line for {}", lossy(path))),
         }
     }
     let ancestor = builder.create_updated(repo, ours).map_err(|e| e.message().to_string())?;
     let ancestor = repo.find_tree(ancestor).map_err(|e| e.message().to_string())?;
-    let theirs = apply_tracked(repo, &ancestor, gdiff).map_err(|(f, _, m)| {
-        format!("does not apply to its own preimage either ({}: {m})", f.unwrap_or_default())
-    })?;
-    let theirs = repo.find_tree(theirs).map_err(|e| e.message().to_string())?;
+    let theirs = apply_files(repo, &ancestor, &diff.files)
+        .map_err(|(f, _, m)| format!("does not apply to its own preimage either ({}: {m})", f.unwrap_or_default()))?;
+    let theirs = repo.find_tree(theirs.0).map_err(|e| e.message().to_string())?;
     let mut merged = repo.merge_trees(&ancestor, ours, &theirs, None).map_err(|e| e.message().to_string())?;
     if merged.has_conflicts() {
         let mut paths: Vec<String> = merged

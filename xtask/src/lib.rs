@@ -6,6 +6,7 @@ pub mod arch;
 pub mod build;
 pub mod compare;
 pub mod cpio;
+pub mod diff;
 pub mod email;
 pub mod eval;
 pub mod harness;

@@ -1,10 +1,14 @@
 //! Mail containers and messages: mbox/mboxrd (optionally gzip'd), a directory of
 //! `git format-patch` files, or one `.eml`/`.patch`. Pure: bytes in, [`Mail`] out.
 //!
-//! Header decoding (RFC 2047, folding) and body decoding (quoted-printable, base64,
-//! charsets) are `mailparse`'s job. What is ours: splitting containers, `>From `
-//! unescaping, CRLF normalisation, and scrubbing control characters out of header
-//! values so that nothing taken from mail can ever become a header line of our own.
+//! Header decoding (RFC 2047, folding) and transfer decoding (quoted-printable, base64)
+//! are `mailparse`'s job. What is ours: splitting containers, `>From ` unescaping for
+//! mboxrd only, CRLF normalisation as `git mailsplit` does it (a CR before a line's LF
+//! goes, a CR inside a line stays), keeping the body's bytes as sent next to a decoded
+//! text (the diff is applied from the bytes; only the commit message is converted from
+//! its charset, and undeclared 8-bit text is UTF-8, as git takes it), and scrubbing
+//! control characters out of header values so that nothing taken from mail can ever
+//! become a header line of our own.
 
 use anyhow::{bail, Context, Result};
 use regex::Regex;
@@ -50,12 +54,36 @@ pub struct Mail {
     pub cc: Vec<Addr>,
     pub date: Option<MailDate>,
     pub subject: String,
-    /// Decoded text with `\n` line ends.
+    /// The text for reading (trailers in replies, cover letters): decoded from its
+    /// charset, `\n` line ends.
     pub body: String,
+    /// The body after transfer decoding and nothing else: what `git mailinfo` hands to
+    /// `git apply`.
+    #[serde(skip)]
+    pub raw_body: Vec<u8>,
+    /// The charset the text part declares; None when it declares none (then UTF-8).
+    #[serde(skip)]
+    pub charset: Option<String>,
+}
+
+/// How `>From ` lines in a container are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum MboxFormat {
+    /// mboxrd when the first separator is public-inbox's and b4's `From mboxrd@z`,
+    /// else mboxo (git format-patch, git am): lines are kept as they are.
+    #[default]
+    Auto,
+    Mboxrd,
+    Mboxo,
 }
 
 /// Splits a container into raw messages. gzip is recognised by its magic bytes.
 pub fn split_container(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
+    split_container_as(bytes, MboxFormat::Auto)
+}
+
+/// [`split_container`] with the mbox flavour given.
+pub fn split_container_as(bytes: &[u8], format: MboxFormat) -> Result<Vec<Vec<u8>>> {
     let owned;
     let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
@@ -73,6 +101,11 @@ pub fn split_container(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
         // A lone message (.eml, or a .patch without the mbox "From " line).
         return Ok(vec![bytes.to_vec()]);
     }
+    let mboxrd = match format {
+        MboxFormat::Auto => first_line(bytes).starts_with(b"From mboxrd@z "),
+        MboxFormat::Mboxrd => true,
+        MboxFormat::Mboxo => false,
+    };
     let mut messages = Vec::new();
     let mut current: Vec<u8> = Vec::new();
     let mut started = false;
@@ -84,7 +117,7 @@ pub fn split_container(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
             started = true;
             continue;
         }
-        current.extend_from_slice(unescape_from(line));
+        current.extend_from_slice(if mboxrd { unescape_from(line) } else { line });
     }
     if started {
         messages.push(current);
@@ -117,7 +150,8 @@ fn unescape_from(line: &[u8]) -> &[u8] {
 
 /// Decodes one raw message.
 pub fn parse_message(raw: &[u8], index: usize) -> Result<Mail> {
-    let parsed = mailparse::parse_mail(raw)
+    let raw = strip_cr_before_lf(raw);
+    let parsed = mailparse::parse_mail(&raw)
         .with_context(|| format!("message {} is not a readable mail", index + 1))?;
     let headers = &parsed.headers[..];
     let get = |name: &str| mailparse::MailHeaderMap::get_first_value(headers, name).map(|v| clean_header(&v));
@@ -135,7 +169,8 @@ pub fn parse_message(raw: &[u8], index: usize) -> Result<Mail> {
         mailparse::MailHeaderMap::get_all_headers(headers, name).into_iter().flat_map(addresses).collect()
     };
     let ids = |name: &str| get(name).map(|v| message_ids(&v)).unwrap_or_default();
-    let body = text_body(&parsed)
+    let mut text = Text::default();
+    text_body(&parsed, &mut text)
         .with_context(|| format!("message {} has a body that cannot be decoded", index + 1))?;
     Ok(Mail {
         index,
@@ -147,7 +182,9 @@ pub fn parse_message(raw: &[u8], index: usize) -> Result<Mail> {
         date: get("Date").and_then(|d| parse_date(&d)),
         subject: get("Subject").unwrap_or_default(),
         from,
-        body: normalize_newlines(&body),
+        body: text.display.replace("\r\n", "\n"),
+        raw_body: text.raw,
+        charset: text.charset.flatten(),
     })
 }
 
@@ -207,33 +244,73 @@ pub fn parse_date(value: &str) -> Option<MailDate> {
     Some(MailDate { timestamp, offset_minutes })
 }
 
-/// The text of a message: a single part, or every text/plain (and text/x-patch,
-/// text/x-diff) part of a multipart message in order.
-fn text_body(mail: &mailparse::ParsedMail) -> Result<String> {
-    if mail.subparts.is_empty() {
-        return Ok(mail.get_body()?);
-    }
-    let mut out = String::new();
-    for part in &mail.subparts {
-        let mime = part.ctype.mimetype.to_ascii_lowercase();
-        let text = if mime.starts_with("multipart/") {
-            text_body(part)?
-        } else if matches!(mime.as_str(), "text/plain" | "text/x-patch" | "text/x-diff") {
-            part.get_body()?
-        } else {
-            continue;
-        };
-        if !out.is_empty() && !out.ends_with('\n') {
-            out.push('\n');
-        }
-        out.push_str(&text);
-    }
-    Ok(out)
+/// The text parts of a message, in order.
+#[derive(Default)]
+struct Text {
+    raw: Vec<u8>,
+    display: String,
+    /// The first text part's declared charset (outer None: no text part seen yet).
+    charset: Option<Option<String>>,
 }
 
-/// CRLF and lone CR to LF, as `git mailsplit` does without `--keep-cr`.
-fn normalize_newlines(text: &str) -> String {
-    text.replace("\r\n", "\n").replace('\r', "\n")
+/// Collects a single part, or every text/plain (and text/x-patch, text/x-diff) part of a
+/// multipart message in order.
+fn text_body(mail: &mailparse::ParsedMail, out: &mut Text) -> Result<()> {
+    if mail.subparts.is_empty() {
+        return add_part(mail, out);
+    }
+    for part in &mail.subparts {
+        let mime = part.ctype.mimetype.to_ascii_lowercase();
+        if mime.starts_with("multipart/") {
+            text_body(part, out)?;
+        } else if matches!(mime.as_str(), "text/plain" | "text/x-patch" | "text/x-diff") {
+            add_part(part, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn add_part(part: &mailparse::ParsedMail, out: &mut Text) -> Result<()> {
+    let mut raw = part.get_body_raw()?;
+    if matches!(part.get_body_encoded(), mailparse::body::Body::QuotedPrintable(_)) {
+        // The quoted-printable decoder ends every hard line break with CRLF; the wire
+        // had LF (CRs before LF are gone already, as in mailsplit).
+        raw = strip_cr_before_lf(&raw);
+    }
+    let declared = part.ctype.params.get("charset").map(|c| c.trim().to_ascii_lowercase());
+    if !out.raw.is_empty() && !out.raw.ends_with(b"\n") {
+        out.raw.push(b'\n');
+        out.display.push('\n');
+    }
+    out.display.push_str(&decode(&raw, declared.as_deref()));
+    out.raw.extend_from_slice(&raw);
+    out.charset.get_or_insert(declared);
+    Ok(())
+}
+
+/// Text in its declared charset to UTF-8; undeclared (or US-ASCII) 8-bit text is taken
+/// as UTF-8, as git takes it, and what is not valid UTF-8 is shown with U+FFFD.
+pub fn decode(bytes: &[u8], charset: Option<&str>) -> String {
+    match charset.filter(|c| !is_utf8_compatible(c)).and_then(|c| charset::Charset::for_label(c.as_bytes())) {
+        Some(cs) => cs.decode_without_bom_handling(bytes).0.into_owned(),
+        None => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+fn is_utf8_compatible(charset: &str) -> bool {
+    matches!(charset.to_ascii_lowercase().as_str(), "utf-8" | "utf8" | "us-ascii" | "ascii")
+}
+
+/// `git mailsplit` without `--keep-cr`: a CR that ends a line goes; any other stays.
+fn strip_cr_before_lf(raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(raw.len());
+    for (k, &b) in raw.iter().enumerate() {
+        if b == b'\r' && raw.get(k + 1) == Some(&b'\n') {
+            continue;
+        }
+        out.push(b);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -241,12 +318,44 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mboxrd_is_split_and_unescaped() {
-        let mbox = b"From git@z Thu Jan  1 00:00:00 1970\nFrom: A <a@x>\nSubject: one\n\n>From the start\n>>From two\nFrom here\n\nFrom mboxrd@z Thu Jan  1 00:00:00 1970\nFrom: B <b@x>\nSubject: two\n\nbody\n";
-        let m = split_container(mbox).unwrap();
+    fn mboxrd_is_split_and_unescaped_mboxo_is_kept() {
+        let body = "From: A <a@x>\nSubject: one\n\n>From the start\n>>From two\nFrom here\n\nFrom mboxrd@z Thu Jan  1 00:00:00 1970\nFrom: B <b@x>\nSubject: two\n\nbody\n";
+        let rd = format!("From mboxrd@z Thu Jan  1 00:00:00 1970\n{body}");
+        let m = split_container(rd.as_bytes()).unwrap();
         assert_eq!(m.len(), 2);
         let first = String::from_utf8(m[0].clone()).unwrap();
         assert!(first.contains("\nFrom the start\n>From two\nFrom here\n"), "{first}");
+        // git format-patch writes mboxo: git am keeps `>From` as it is.
+        let o = format!("From 1234567890abcdef1234567890abcdef12345678 Mon Sep 17 00:00:00 2001\n{body}");
+        let first = String::from_utf8(split_container(o.as_bytes()).unwrap()[0].clone()).unwrap();
+        assert!(first.contains("\n>From the start\n>>From two\n"), "{first}");
+        let forced = split_container_as(o.as_bytes(), MboxFormat::Mboxrd).unwrap();
+        assert!(String::from_utf8_lossy(&forced[0]).contains("\nFrom the start\n"));
+    }
+
+    #[test]
+    fn undeclared_8bit_is_utf8_and_bytes_stay_as_sent() {
+        let raw = "From: A <a@x>\nSubject: [PATCH] x\n\nplain message\n---\n+caf\u{e9}\n".as_bytes();
+        let m = parse_message(raw, 0).unwrap();
+        assert_eq!(m.charset, None);
+        assert!(m.body.contains("+caf\u{e9}"), "{}", m.body);
+        assert!(m.raw_body.ends_with("+caf\u{e9}\n".as_bytes()));
+        // Declared Latin-1: the text is converted, the bytes are not.
+        let raw = b"From: A <a@x>\nSubject: x\nContent-Type: text/plain; charset=ISO-8859-1\nContent-Transfer-Encoding: 8bit\n\nJ\xf6rg\n";
+        let m = parse_message(raw, 0).unwrap();
+        assert_eq!((m.body.as_str(), m.raw_body.as_slice(), m.charset.as_deref()), ("J\u{f6}rg\n", &b"J\xf6rg\n"[..], Some("iso-8859-1")));
+    }
+
+    #[test]
+    fn a_lone_cr_is_data_a_cr_before_lf_is_not() {
+        use std::io::Write;
+        let mut enc = Vec::new();
+        // "a\rb\n" in base64.
+        write!(enc, "From: A <a@x>\r\nSubject: s\r\nContent-Transfer-Encoding: base64\r\n\r\nYQ1iCg==\r\n").unwrap();
+        let m = parse_message(&enc, 0).unwrap();
+        assert_eq!(m.raw_body, b"a\rb\n");
+        let m = parse_message(b"From: A <a@x>\r\nSubject: s\r\n\r\nline\r\nx\ry\r\n", 0).unwrap();
+        assert_eq!(m.raw_body, b"line\nx\ry\n");
     }
 
     #[test]
@@ -266,6 +375,7 @@ mod tests {
         // "hello\r\nBcc: evil@x" must not survive as two lines.
         assert_eq!(m.subject, "hello Bcc: evil@x folded");
         assert_eq!(m.body, "line=1\nsoftbreak\n");
+        assert_eq!(m.raw_body, b"line=1\nsoftbreak\n");
         let d = m.date.unwrap();
         assert_eq!(d.offset_minutes, -270);
         // python3: email.utils.mktime_tz(email.utils.parsedate_tz(...)) == 1774368840

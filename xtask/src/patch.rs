@@ -2,47 +2,20 @@
 //! commit message up to the `---` break, and the git diff after it, parsed and checked.
 //! Pure: a [`Mail`] in, a [`PatchMail`] out.
 
-use crate::mail::{clean_header, parse_date, Addr, Mail, MailDate};
-use anyhow::{bail, Result};
+use crate::diff::{self, Diff};
+use crate::mail::{clean_header, decode, parse_date, Addr, Mail, MailDate};
+use anyhow::Result;
 use regex::Regex;
 use serde::Serialize;
 use std::sync::LazyLock;
+
+pub use crate::diff::check_path;
 
 /// A `Key: value` line from the end of a commit message or from a reply.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Trailer {
     pub key: String,
     pub value: String,
-}
-
-/// One file of a git diff.
-#[derive(Debug, Clone, Serialize)]
-pub struct FileDiff {
-    /// None for a new file.
-    pub old_path: Option<String>,
-    /// None for a deleted file.
-    pub new_path: Option<String>,
-    /// Abbreviated blob ids from the `index` line, when present.
-    pub old_blob: Option<String>,
-    pub new_blob: Option<String>,
-    pub insertions: usize,
-    pub deletions: usize,
-    /// Hunk headers in order (`@@ -a,b +c,d @@ ...`), for error messages.
-    pub hunks: Vec<String>,
-}
-
-impl FileDiff {
-    pub fn path(&self) -> &str {
-        self.new_path.as_deref().or(self.old_path.as_deref()).unwrap_or("")
-    }
-}
-
-/// The diff part of a patch: its exact text (what `git apply` would read) and files.
-#[derive(Debug, Clone, Serialize)]
-pub struct Diff {
-    #[serde(skip)]
-    pub text: String,
-    pub files: Vec<FileDiff>,
 }
 
 /// What `git am` would make of one mail.
@@ -52,8 +25,12 @@ pub struct PatchMail {
     pub date: Option<MailDate>,
     /// The subject without `Re:` and `[...]` prefixes.
     pub subject: String,
-    /// The commit message exactly as `git am` writes it.
+    /// The commit message exactly as `git am` writes it, for reading.
     pub message: String,
+    /// Its bytes: converted to UTF-8 from a declared charset, else as sent (which may
+    /// not be UTF-8: git keeps such bytes too).
+    #[serde(skip)]
+    pub message_bytes: Vec<u8>,
     pub trailers: Vec<Trailer>,
     pub diff: Option<Diff>,
     pub base_commit: Option<String>,
@@ -84,20 +61,26 @@ pub fn clean_subject(subject: &str) -> String {
 /// git's stripspace: no trailing white space on lines, no leading or trailing blank
 /// lines, runs of blank lines folded to one, a final newline.
 pub fn stripspace(text: &str) -> String {
-    let mut out = String::new();
+    String::from_utf8_lossy(&stripspace_bytes(text.as_bytes())).into_owned()
+}
+
+/// [`stripspace`] over bytes; white space is ASCII's, as in C's `isspace`.
+pub fn stripspace_bytes(text: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
     let mut pending_blank = false;
-    for line in text.lines() {
-        let line = line.trim_end();
+    for line in text.split(|&b| b == b'\n') {
+        let end = line.iter().rposition(|b| !b" \t\r\x0b\x0c".contains(b)).map_or(0, |p| p + 1);
+        let line = &line[..end];
         if line.is_empty() {
             pending_blank = !out.is_empty();
             continue;
         }
         if pending_blank {
-            out.push('\n');
+            out.push(b'\n');
             pending_blank = false;
         }
-        out.push_str(line);
-        out.push('\n');
+        out.extend_from_slice(line);
+        out.push(b'\n');
     }
     out
 }
@@ -125,20 +108,45 @@ fn is_patch_break(line: &str) -> bool {
 
 /// Parses one mail the way `git am --scissors` would.
 pub fn parse_patch_mail(mail: &Mail) -> Result<PatchMail> {
+    let (mut pm, lines, break_at) = message_part(mail);
+    pm.diff = diff::parse(&lines[break_at..])?;
+    Ok(pm)
+}
+
+/// Only the message of a mail (a cover letter, or to see whether a mail is a reply):
+/// never fails, its diff is not read.
+pub fn parse_message_only(mail: &Mail) -> PatchMail {
+    message_part(mail).0
+}
+
+/// Whether the mail carries something `git apply` would take as a diff.
+pub fn has_diff(mail: &Mail) -> bool {
+    let (_, lines, break_at) = message_part(mail);
+    !matches!(diff::parse(&lines[break_at..]), Ok(None))
+}
+
+/// The message, and the body's lines with where the patch part starts.
+fn message_part(mail: &Mail) -> (PatchMail, Vec<&[u8]>, usize) {
     let mut author = mail.from.clone();
     let mut date = mail.date;
     let mut subject = mail.subject.clone();
+    let charset = mail.charset.as_deref();
+    let text = |b: &[u8]| decode(b, charset);
 
-    let mut lines: Vec<&str> = mail.body.lines().collect();
-    if let Some(cut) = lines.iter().position(|l| is_scissors(l)) {
+    let raw = &mail.raw_body[..];
+    let mut lines: Vec<&[u8]> = raw.split(|&b| b == b'\n').collect();
+    if raw.ends_with(b"\n") {
+        lines.pop();
+    }
+    if let Some(cut) = lines.iter().position(|l| is_scissors(&text(l))) {
         lines.drain(..=cut);
     }
     // In-body headers: the first non-blank lines, up to a blank line.
-    let start = lines.iter().position(|l| !l.trim().is_empty()).unwrap_or(lines.len());
+    let start = lines.iter().position(|l| !l.trim_ascii().is_empty()).unwrap_or(lines.len());
     let mut i = start;
     let mut saw_header = false;
     while i < lines.len() {
-        let l = lines[i];
+        let l = text(lines[i]);
         if let Some(v) = l.strip_prefix("From:") {
             if let Some(a) = parse_addr(v) {
                 author = a;
@@ -157,28 +165,44 @@ pub fn parse_patch_mail(mail: &Mail) -> Result<PatchMail> {
 
     let break_at = lines[body_start..]
         .iter()
-        .position(|l| is_patch_break(l))
+        .position(|l| is_patch_break(&String::from_utf8_lossy(l)))
         .map(|p| body_start + p)
         .unwrap_or(lines.len());
-    let log = lines[body_start..break_at].join("\n");
+    let log = lines[body_start..break_at].join(&b'\n');
+    // Only the message is converted from its charset (git mailinfo's convert_to_utf8).
+    let log = match charset {
+        Some(_) => text(&log).into_bytes(),
+        None => log,
+    };
     let subject = clean_subject(&subject);
-    let message = stripspace(&format!("{subject}\n\n{log}"));
+    let message_bytes = stripspace_bytes(&[subject.as_bytes(), b"\n\n", &log].concat());
+    let message = String::from_utf8_lossy(&message_bytes).into_owned();
     let trailers = parse_trailers(&message);
 
-    let rest = &lines[break_at..];
-    let diff = parse_diff(rest)?;
     let mut base_commit = None;
     let mut prerequisite_patch_ids = Vec::new();
     // format-patch --base writes these after the diff, or at the end of a cover letter
     // (which has no `---` break).
     for l in &lines {
+        let l = String::from_utf8_lossy(l);
         if let Some(v) = l.strip_prefix("base-commit: ") {
             base_commit = Some(v.trim().to_string());
         } else if let Some(v) = l.strip_prefix("prerequisite-patch-id: ") {
             prerequisite_patch_ids.push(v.trim().to_string());
         }
     }
-    Ok(PatchMail { author, date, subject, message, trailers, diff, base_commit, prerequisite_patch_ids })
+    let pm = PatchMail {
+        author,
+        date,
+        subject,
+        message,
+        message_bytes,
+        trailers,
+        diff: None,
+        base_commit,
+        prerequisite_patch_ids,
+    };
+    (pm, lines, break_at)
 }
 
 fn parse_addr(value: &str) -> Option<Addr> {
@@ -216,250 +240,145 @@ pub fn parse_trailers(message: &str) -> Vec<Trailer> {
     }
 }
 
-/// `*-by:` trailers that a reply gives, only those naming the reply's own sender and
-/// outside quoted text: what b4 and patchwork pick up.
+/// Trailers that a reply gives, as b4 0.16 collects them (`find_trailers(followup=True)`
+/// and `get_trailers()`): outside quoted text and above the signature; a person's
+/// trailer (`Reviewed-by:`, `Tested-by:`, ...) only when its address (or name) is the
+/// reply's own sender; `Link:`, `Closes:`, `Fixes:` from anyone; Outlook's
+/// `a@b.c<mailto:a@b.c>` cleaned to `a@b.c`.
 pub fn reply_trailers(mail: &Mail) -> Vec<Trailer> {
-    let from = mail.from.email.to_ascii_lowercase();
-    mail.body
-        .lines()
-        .take_while(|l| *l != "-- ")
-        .filter(|l| !l.starts_with('>'))
-        .filter_map(|l| TRAILER.captures(l.trim()))
-        .filter(|c| {
-            let key = c[1].to_ascii_lowercase();
-            key.ends_with("-by") && key != "signed-off-by"
+    found_trailers(&mail.body)
+        .into_iter()
+        .filter(|t| !BAD_TRAILERS.contains(&t.key.to_ascii_lowercase().as_str()))
+        .filter_map(|t| {
+            let lname = t.key.to_ascii_lowercase();
+            if UTILITY.contains(&lname.as_str()) || t.value.contains("://") || !PERSON.is_match(&t.value) {
+                return Some(t); // not a person: nobody to match
+            }
+            let value = MAILTO.replace_all(&t.value, "").into_owned();
+            let (name, email) = match ADDR.captures(&value) {
+                Some(c) => (c[1].trim().to_string(), c[2].trim().to_string()),
+                None => {
+                    let a = parse_addr(&value)?;
+                    (a.name, a.email)
+                }
+            };
+            let value = if name.is_empty() || name == email { email.clone() } else { format!("{name} <{email}>") };
+            let from = &mail.from;
+            let matches = email_eq(&email, &from.email)
+                || (!name.is_empty() && name.to_lowercase() == from_name(from).to_lowercase());
+            matches.then(|| Trailer { key: t.key, value: clean_header(&value) })
         })
-        .filter(|c| address_in(&c[2]).is_some_and(|a| a.eq_ignore_ascii_case(&from) && !from.is_empty()))
-        .map(|c| Trailer { key: c[1].to_string(), value: clean_header(&c[2]) })
         .collect()
 }
 
-fn address_in(value: &str) -> Option<&str> {
-    let start = value.rfind('<')? + 1;
-    let end = start + value[start..].find('>')?;
-    Some(value[start..end].trim())
+/// b4 takes an empty display name as the address itself.
+fn from_name(a: &Addr) -> &str {
+    if a.name.trim().is_empty() {
+        &a.email
+    } else {
+        &a.name
+    }
 }
 
-static HUNK: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^@@ -\d+(?:,(\d+))? \+\d+(?:,(\d+))? @@").unwrap());
+static PERSON: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\S+@\S+\.\S+").unwrap());
+static MAILTO: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"<mailto:[^>]+>").unwrap());
+static ADDR: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(.*?)\s*<([^>]+)>\s*$").unwrap());
+const UTILITY: &[&str] =
+    &["fixes", "link", "buglink", "closes", "obsoleted-by", "message-id", "change-id", "base-commit", "based-on"];
+const BAD_TRAILERS: &[&str] = &[
+    "from",
+    "author",
+    "cc",
+    "to",
+    "date",
+    "subject",
+    "subscribe",
+    "unsubscribe",
+    "base-commit",
+    "change-id",
+    "message-id",
+];
 
-/// Parses the git diff after the patch break, keeping exactly its text: hunk line counts
-/// decide where it ends, so a signature or a `base-commit:` line after it is not part of
-/// it. Paths are checked here, so a diff that escapes the tree never reaches git.
-pub fn parse_diff(lines: &[&str]) -> Result<Option<Diff>> {
-    let Some(first) = lines.iter().position(|l| l.starts_with("diff --git ")) else {
-        if lines.iter().any(|l| l.starts_with("+++ ") || l.starts_with("@@ -")) {
-            bail!("the diff is not in git's format (no `diff --git` line); send it with git format-patch");
-        }
-        return Ok(None);
+/// b4's `email_eq`: the same address, also with a `+tag` dropped or one domain a
+/// subdomain of the other.
+fn email_eq(ours: &str, theirs: &str) -> bool {
+    let (ours, theirs) = (ours.to_lowercase(), theirs.to_lowercase());
+    if ours == theirs {
+        return !ours.is_empty();
+    }
+    static TAG: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\+[^@]+@").unwrap());
+    let (ours, theirs) = (TAG.replace(&ours, "@").into_owned(), TAG.replace(&theirs, "@").into_owned());
+    if ours == theirs {
+        return true;
+    }
+    let (Some((ol, od)), Some((tl, td))) = (ours.split_once('@'), theirs.split_once('@')) else {
+        return false;
     };
-    let mut files = Vec::new();
-    let mut text = String::new();
-    let mut i = first;
-    while i < lines.len() && lines[i].starts_with("diff --git ") {
-        let header = lines[i];
-        let mut file = FileDiff {
-            old_path: None,
-            new_path: None,
-            old_blob: None,
-            new_blob: None,
-            insertions: 0,
-            deletions: 0,
-            hunks: Vec::new(),
-        };
-        let (mut a, mut b) = split_git_header(&header["diff --git ".len()..]);
-        let mut created = false;
-        let mut deleted = false;
-        push_line(&mut text, header);
-        i += 1;
-        // Extended header lines.
-        while i < lines.len() {
-            let l = lines[i];
-            if let Some(v) = l.strip_prefix("index ") {
-                let ids = v.split_whitespace().next().unwrap_or("");
-                if let Some((o, n)) = ids.split_once("..") {
-                    file.old_blob = Some(o.to_string()).filter(|s| !is_zero(s));
-                    file.new_blob = Some(n.to_string()).filter(|s| !is_zero(s));
-                }
-            } else if l.starts_with("new file mode ") {
-                created = true;
-            } else if l.starts_with("deleted file mode ") {
-                deleted = true;
-            } else if let Some(p) = l.strip_prefix("rename from ").or_else(|| l.strip_prefix("copy from ")) {
-                a = Some(unquote(p));
-            } else if let Some(p) = l.strip_prefix("rename to ").or_else(|| l.strip_prefix("copy to ")) {
-                b = Some(unquote(p));
-            } else if let Some(p) = l.strip_prefix("--- ") {
-                if p != "/dev/null" {
-                    a = Some(strip_side(&unquote(p), "a/")?);
-                }
-            } else if let Some(p) = l.strip_prefix("+++ ") {
-                if p != "/dev/null" {
-                    b = Some(strip_side(&unquote(p), "b/")?);
-                }
-                push_line(&mut text, l);
-                i += 1;
-                break;
-            } else if l.starts_with("GIT binary patch") || l.starts_with("Binary files ") {
-                bail!("binary patches are not supported ({})", file_label(&a, &b));
-            } else if !(l.starts_with("old mode ")
-                || l.starts_with("new mode ")
-                || l.starts_with("similarity index ")
-                || l.starts_with("dissimilarity index "))
-            {
-                break;
-            }
-            push_line(&mut text, l);
-            i += 1;
-        }
-        // Hunks.
-        while i < lines.len() {
-            let Some(c) = HUNK.captures(lines[i]) else { break };
-            let mut old: usize = c.get(1).map_or(1, |m| m.as_str().parse().unwrap_or(0));
-            let mut new: usize = c.get(2).map_or(1, |m| m.as_str().parse().unwrap_or(0));
-            file.hunks.push(lines[i].to_string());
-            push_line(&mut text, lines[i]);
-            i += 1;
-            while (old > 0 || new > 0) && i < lines.len() {
-                let l = lines[i];
-                match l.as_bytes().first() {
-                    Some(b' ') | None => {
-                        old = old.saturating_sub(1);
-                        new = new.saturating_sub(1);
-                    }
-                    Some(b'-') => {
-                        old = old.saturating_sub(1);
-                        file.deletions += 1;
-                    }
-                    Some(b'+') => {
-                        new = new.saturating_sub(1);
-                        file.insertions += 1;
-                    }
-                    Some(b'\\') => {}
-                    _ => bail!("the diff of {} is truncated or corrupt at line `{}`", file_label(&a, &b), l),
-                }
-                push_line(&mut text, l);
-                i += 1;
-            }
-            if old > 0 || new > 0 {
-                bail!("the diff of {} ends in the middle of a hunk (truncated mail?)", file_label(&a, &b));
-            }
-            if i < lines.len() && lines[i].starts_with('\\') {
-                push_line(&mut text, lines[i]);
-                i += 1;
-            }
-        }
-        file.old_path = if created { None } else { a.clone() };
-        file.new_path = if deleted { None } else { b.clone() };
-        for p in [&file.old_path, &file.new_path].into_iter().flatten() {
-            check_path(p)?;
-        }
-        if file.old_path.is_none() && file.new_path.is_none() {
-            bail!("a file in the diff has no path: `{header}`");
-        }
-        files.push(file);
-    }
-    Ok(Some(Diff { text, files }))
+    ol == tl
+        && od.matches('.').count().abs_diff(td.matches('.').count()) == 1
+        && (od.ends_with(&format!(".{td}")) || td.ends_with(&format!(".{od}")))
 }
 
-fn push_line(text: &mut String, line: &str) {
-    text.push_str(line);
-    text.push('\n');
-}
+/// b4's `find_trailers(body, followup=True)`: every line that looks like a trailer a
+/// follow-up may give, before any filtering by sender.
+fn found_trailers(body: &str) -> Vec<Trailer> {
+    static LINE: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\s*(\w\S+):\s+(\S.*)").unwrap());
+    static WRAPPED_FIXES: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(?m)^(\S+:\s+[\da-f]+\s+\([^)]+)\n([^\n]+\))").unwrap());
+    static WRAPPED_ADDR: LazyLock<Regex> =
+        LazyLock::new(|| Regex::new(r"(?m)^(\S+:\s+[^<\n]+)\n(<[^>\n]+>)$").unwrap());
+    static HASH: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[0-9a-f]{6,}").unwrap());
+    static LINK: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"https?://").unwrap());
+    static EXTINFO: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(.*\S+)(\s+#[^#]+)$").unwrap());
+    const IGNORES: &[&str] = &["phone", "mail", "email", "e-mail", "prerequisite-message-id"];
+    const HEADERS: &[&str] = &["subject", "date", "from"];
+    const LINKS: &[&str] = &["link", "buglink", "closes"];
+    const NONPERSON: &[&str] =
+        &["link", "buglink", "closes", "fixes", "subject", "date", "obsoleted-by", "change-id", "base-commit"];
 
-fn is_zero(id: &str) -> bool {
-    id.bytes().all(|b| b == b'0')
-}
-
-fn file_label(a: &Option<String>, b: &Option<String>) -> String {
-    b.as_ref().or(a.as_ref()).cloned().unwrap_or_else(|| "a file".to_string())
-}
-
-fn strip_side(path: &str, side: &str) -> Result<String> {
-    match path.strip_prefix(side) {
-        Some(p) => Ok(p.to_string()),
-        None => bail!("path `{path}` lacks git's `{side}` prefix; only git diffs are accepted"),
-    }
-}
-
-/// `a/x b/x` on the `diff --git` line; with spaces in names the two halves must match.
-fn split_git_header(rest: &str) -> (Option<String>, Option<String>) {
-    if rest.starts_with('"') {
-        let mut parts = rest.splitn(2, "\" ");
-        let a = parts.next().map(|s| unquote(&format!("{s}\"")));
-        let b = parts.next().map(unquote);
-        let strip = |p: Option<String>, s: &str| p.and_then(|p| p.strip_prefix(s).map(String::from));
-        return (strip(a, "a/"), strip(b, "b/"));
-    }
-    let half = rest.len() / 2;
-    if rest.len() % 2 == 1 && rest.as_bytes().get(half) == Some(&b' ') {
-        let (a, b) = (&rest[..half], &rest[half + 1..]);
-        if let (Some(x), Some(y)) = (a.strip_prefix("a/"), b.strip_prefix("b/")) {
-            if x == y {
-                return (Some(x.to_string()), Some(y.to_string()));
-            }
-        }
-    }
-    (None, None)
-}
-
-/// git's C-style quoting of unusual file names.
-fn unquote(p: &str) -> String {
-    let p = p.trim_end_matches('\t');
-    let Some(inner) = p.strip_prefix('"').and_then(|s| s.strip_suffix('"')) else {
-        return p.to_string();
-    };
+    let body = body.split("\n-- \n").next().unwrap_or("").trim().to_string() + "\n";
+    let body = WRAPPED_FIXES.replace_all(&body, "$1 $2");
+    let body = WRAPPED_ADDR.replace_all(&body, "$1 $2");
     let mut out = Vec::new();
-    let mut bytes = inner.bytes();
-    while let Some(b) = bytes.next() {
-        if b != b'\\' {
-            out.push(b);
+    let mut others = 0;
+    for line in body.split('\n') {
+        let line = line.trim_matches('\r');
+        let Some(c) = LINE.captures(line) else {
+            others += 1;
+            continue;
+        };
+        let (name, value) = (c[1].to_string(), c[2].to_string());
+        let lname = name.to_ascii_lowercase();
+        if IGNORES.contains(&lname.as_str()) || (others > 0 && HEADERS.contains(&lname.as_str())) {
             continue;
         }
-        match bytes.next() {
-            Some(b'n') => out.push(b'\n'),
-            Some(b't') => out.push(b'\t'),
-            Some(d @ b'0'..=b'7') => {
-                let mut v = (d - b'0') as u32;
-                for _ in 0..2 {
-                    if let Some(d) = bytes.next() {
-                        v = v * 8 + (d.wrapping_sub(b'0')) as u32;
-                    }
-                }
-                out.push(v as u8);
-            }
-            Some(o) => out.push(o),
-            None => {}
+        if !name.is_ascii() {
+            continue;
         }
+        if !PERSON.is_match(&value) && !NONPERSON.contains(&lname.as_str()) {
+            continue;
+        }
+        if LINK.is_match(&value) && !LINKS.contains(&lname.as_str()) {
+            continue;
+        }
+        if lname == "fixes" && !HASH.is_match(&value) {
+            continue;
+        }
+        let value = match EXTINFO.captures(&value) {
+            Some(e) => e[1].to_string(),
+            None => value,
+        };
+        out.push(Trailer { key: name, value });
     }
-    String::from_utf8_lossy(&out).into_owned()
+    out
 }
 
-/// A path from mail must stay inside the tree and out of `.git`.
-pub fn check_path(path: &str) -> Result<()> {
-    let bad = |why: &str| -> Result<()> {
-        bail!("path `{}` {why}; refusing the series, nothing was written", path.escape_debug())
-    };
-    if path.is_empty() {
-        return bad("is empty");
-    }
-    if path.starts_with('/') {
-        return bad("is absolute and escapes the tree");
-    }
-    if path.chars().any(|c| c.is_control() || c == '\\') {
-        return bad("contains control characters or backslashes");
-    }
-    for part in path.split('/') {
-        match part {
-            "" | "." => return bad("is not a normalised relative path"),
-            ".." => return bad("escapes the tree through `..`"),
-            p if p.trim_end_matches(['.', ' ']).eq_ignore_ascii_case(".git") => {
-                return bad("points into `.git`")
-            }
-            _ => {}
-        }
-    }
-    Ok(())
+/// Whether a mail without `Re:` is still a reply as b4 sees it: it is in a thread,
+/// carries no diff, and gives trailers.
+pub fn looks_like_reply(mail: &Mail) -> bool {
+    (mail.in_reply_to.is_some() || !mail.references.is_empty())
+        && !found_trailers(&mail.body).is_empty()
+        && !has_diff(mail)
 }
 
 #[cfg(test)]
@@ -486,34 +405,5 @@ mod tests {
         assert!(!is_patch_break("---- not"));
         assert!(!is_patch_break("---x"));
         assert!(is_patch_break("diff --git a/x b/x"));
-    }
-
-    #[test]
-    fn paths_that_escape_are_refused() {
-        for p in ["../etc/passwd", "/etc/passwd", "a/../../b", ".git/config", "x/.GIT/hooks", "x/.git./y"] {
-            assert!(check_path(p).is_err(), "{p}");
-        }
-        check_path("mm/mprotect.c").unwrap();
-        check_path("tools/.gitignore").unwrap();
-    }
-
-    #[test]
-    fn diff_ends_where_its_hunks_end() {
-        let text = "diff --git a/f b/f\nindex 1111111..2222222 100644\n--- a/f\n+++ b/f\n@@ -1,2 +1,2 @@\n a\n-b\n+c\n\nbase-commit: abc\n-- \n2.47.0\n";
-        let lines: Vec<&str> = text.lines().collect();
-        let d = parse_diff(&lines).unwrap().unwrap();
-        assert_eq!(d.files.len(), 1);
-        assert_eq!((d.files[0].insertions, d.files[0].deletions), (1, 1));
-        assert_eq!(d.files[0].old_blob.as_deref(), Some("1111111"));
-        assert!(d.text.ends_with("+c\n"), "{}", d.text);
-    }
-
-    #[test]
-    fn quoted_names_and_renames() {
-        let text = "diff --git \"a/sp ace\" \"b/sp ace\"\nsimilarity index 100%\nrename from \"sp ace\"\nrename to \"caf\\303\\251\"\n";
-        let lines: Vec<&str> = text.lines().collect();
-        let d = parse_diff(&lines).unwrap().unwrap();
-        assert_eq!(d.files[0].old_path.as_deref(), Some("sp ace"));
-        assert_eq!(d.files[0].new_path.as_deref(), Some("café"));
     }
 }

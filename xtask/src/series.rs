@@ -7,7 +7,7 @@ use crate::patch::{self, PatchMail, Trailer};
 use anyhow::{bail, Result};
 use regex::Regex;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::sync::LazyLock;
 
@@ -19,6 +19,8 @@ pub struct SubjectTag {
     pub revision: u32,
     /// (number, total); None for an unnumbered `[PATCH]`.
     pub position: Option<(u32, u32)>,
+    /// No `vN` in the subject: the revision is 1 unless the thread says otherwise.
+    pub revision_inferred: bool,
     /// Everything else in the brackets: RFC, RESEND, mm-unstable, HOTFIX, 6.17 ...
     pub tags: Vec<String>,
 }
@@ -30,7 +32,14 @@ pub fn parse_subject(subject: &str) -> SubjectTag {
     static NUM: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(\d+)/(\d+)$").unwrap());
     static REV: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[vV](\d+)$").unwrap());
     let mut s = subject;
-    let mut tag = SubjectTag { is_reply: false, is_patch: false, revision: 1, position: None, tags: vec![] };
+    let mut tag = SubjectTag {
+        is_reply: false,
+        is_patch: false,
+        revision: 1,
+        position: None,
+        revision_inferred: true,
+        tags: vec![],
+    };
     while let Some(m) = REPLY.find(s) {
         tag.is_reply = true;
         s = &s[m.end()..];
@@ -46,6 +55,7 @@ pub fn parse_subject(subject: &str) -> SubjectTag {
                 }
             } else if let Some(c) = REV.captures(word) {
                 tag.revision = c[1].parse().unwrap_or(1);
+                tag.revision_inferred = false;
             } else if let Some(c) = NUM.captures(word) {
                 tag.position = Some((c[1].parse().unwrap_or(0), c[2].parse().unwrap_or(0)));
             } else {
@@ -71,8 +81,11 @@ pub struct SeriesPatch {
     pub to: Vec<Addr>,
     pub cc: Vec<Addr>,
     pub mail: PatchMail,
-    /// `*-by:` trailers from replies (to this patch or to the cover letter).
+    /// Trailers from replies (to this patch or to the cover letter).
     pub follow_up_trailers: Vec<Trailer>,
+    /// Taken from this earlier revision to complete a partial reroll.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_revision: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -99,6 +112,10 @@ pub struct Revision {
     pub base_commit: Option<String>,
     pub prerequisite_patch_ids: Vec<String>,
     pub tags: Vec<String>,
+    /// A partial reroll (only some patches resent, each as a reply to the one it
+    /// replaces): the revision its other patches come from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerolled_from: Option<u32>,
 }
 
 /// Every revision in the input, and what was odd about it.
@@ -121,6 +138,7 @@ pub struct Series {
     pub base_commit: Option<String>,
     pub prerequisite_patch_ids: Vec<String>,
     pub tags: Vec<String>,
+    pub rerolled_from: Option<u32>,
     pub warnings: Vec<String>,
 }
 
@@ -152,15 +170,33 @@ pub fn build_mailbox(mails: &[Mail]) -> Result<Mailbox> {
     let mut totals: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     let mut tags_of: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     let mut replies = Vec::new();
+    let by_id: HashMap<&str, &Mail> =
+        mails.iter().filter_map(|m| m.message_id.as_deref().map(|id| (id, m))).collect();
+    // Revisions that have a patch so far, in input order (b4's `self.series`).
+    let mut with_patches: BTreeSet<u32> = BTreeSet::new();
     for m in mails {
-        let tag = parse_subject(&m.subject);
-        if tag.is_reply || !tag.is_patch {
-            if m.in_reply_to.is_some() || tag.is_reply {
+        let mut tag = parse_subject(&m.subject);
+        // A reply whose subject lost its `Re:` still is one: b4 takes a message in a
+        // thread that gives trailers and carries no diff for a reply. (b4 would take a
+        // cover letter with a `base-commit:` line sent in reply to v1 for one too, and
+        // then find it again as the cover: an explicit 0/N stays a cover here.)
+        let is_cover = tag.position.is_some_and(|(n, _)| n == 0);
+        let reply = tag.is_reply || (tag.is_patch && !is_cover && patch::looks_like_reply(m));
+        if reply || !tag.is_patch {
+            if m.in_reply_to.is_some() || reply {
                 replies.push(m);
             }
             continue;
         }
         let (number, total) = tag.position.unwrap_or((1, 1));
+        if number > 0 && tag.revision_inferred && !with_patches.contains(&tag.revision) {
+            if let Some(v) = inherited_revision(m, number, &by_id) {
+                tag.revision = v;
+            }
+        }
+        if number > 0 {
+            with_patches.insert(tag.revision);
+        }
         if number > total || total == 0 {
             warnings.push(format!("ignoring \"{}\": patch number {number} of {total}", m.subject));
             continue;
@@ -215,10 +251,10 @@ pub fn build_mailbox(mails: &[Mail]) -> Result<Mailbox> {
             base_commit: None,
             prerequisite_patch_ids: vec![],
             tags: tags_of.get(&rev).cloned().unwrap_or_default(),
+            rerolled_from: None,
         });
-        let pm = patch::parse_patch_mail(m)
-            .map_err(|e| anyhow::anyhow!("{}: {e:#}", quote_subject(&m.subject)))?;
         if number == 0 {
+            let pm = patch::parse_message_only(m);
             r.cover = Some(Cover {
                 raw_subject: m.subject.clone(),
                 subject: pm.subject.clone(),
@@ -236,6 +272,8 @@ pub fn build_mailbox(mails: &[Mail]) -> Result<Mailbox> {
             }
             continue;
         }
+        let pm = patch::parse_patch_mail(m)
+            .map_err(|e| anyhow::anyhow!("{}: {e:#}", quote_subject(&m.subject)))?;
         if pm.diff.is_none() {
             bail!(
                 "{} has no diff: a patch mail must carry a git diff after its `---` line",
@@ -259,6 +297,7 @@ pub fn build_mailbox(mails: &[Mail]) -> Result<Mailbox> {
                 cc: m.cc.clone(),
                 mail: pm,
                 follow_up_trailers: vec![],
+                from_revision: None,
             },
         );
     }
@@ -272,10 +311,12 @@ pub fn build_mailbox(mails: &[Mail]) -> Result<Mailbox> {
         }
         r.missing = (1..=r.total).filter(|n| !r.patches.contains_key(n)).collect();
     }
+    let versions: Vec<u32> = revisions.keys().copied().collect();
+    for v in versions {
+        partial_reroll(&mut revisions, v, mails, &by_id);
+    }
 
     // Follow-up trailers: a reply belongs to the nearest patch or cover up its thread.
-    let by_id: HashMap<&str, &Mail> =
-        mails.iter().filter_map(|m| m.message_id.as_deref().map(|id| (id, m))).collect();
     for reply in &replies {
         let trailers = patch::reply_trailers(reply);
         if trailers.is_empty() {
@@ -296,6 +337,69 @@ pub fn build_mailbox(mails: &[Mail]) -> Result<Mailbox> {
         }
     }
     Ok(Mailbox { revisions, warnings, replies: replies.len() })
+}
+
+/// b4: a patch without `vN` that replies to a cover letter (or to patch 1) of an explicit
+/// revision belongs to that revision (`[PATCH net-next v3 0/4]` with `[PATCH 1/4]` ...).
+fn inherited_revision(m: &Mail, number: u32, by_id: &HashMap<&str, &Mail>) -> Option<u32> {
+    let parent = by_id.get(m.in_reply_to.as_deref()?)?;
+    let t = parse_subject(&parent.subject);
+    if !t.is_patch || t.is_reply || t.revision_inferred {
+        return None;
+    }
+    match t.position {
+        Some((0, _)) => Some(t.revision),
+        Some((1, _)) if number > 1 && patch::has_diff(parent) => Some(t.revision),
+        _ => None,
+    }
+}
+
+/// b4's partial reroll: revision `v` lacks patches, and every message it has replies
+/// (directly or up the thread) to the message with the same number and total it
+/// replaces; then the missing ones come from `v - 1`, and the revision is complete.
+fn partial_reroll(revisions: &mut BTreeMap<u32, Revision>, v: u32, mails: &[Mail], by_id: &HashMap<&str, &Mail>) {
+    let Some(prev) = v.checked_sub(1).and_then(|p| revisions.get(&p)) else { return };
+    let r = &revisions[&v];
+    if r.missing.is_empty() || prev.total != r.total {
+        return;
+    }
+    let cover_ok = match &r.cover {
+        None => true,
+        Some(c) => c
+            .message_id
+            .as_deref()
+            .and_then(|id| by_id.get(id))
+            .is_some_and(|m| replies_to_same(m, 0, r.total, by_id)),
+    };
+    let sane = cover_ok && r.patches.values().all(|p| replies_to_same(&mails[p.mail_index], p.number, r.total, by_id));
+    if !sane || !r.missing.iter().all(|n| prev.patches.contains_key(n)) {
+        return;
+    }
+    let borrowed: Vec<SeriesPatch> = r
+        .missing
+        .iter()
+        .map(|n| SeriesPatch { from_revision: Some(prev.version), ..prev.patches[n].clone() })
+        .collect();
+    let from = prev.version;
+    let r = revisions.get_mut(&v).unwrap();
+    for p in borrowed {
+        r.patches.insert(p.number, p);
+    }
+    r.missing.clear();
+    r.rerolled_from = Some(from);
+}
+
+/// Whether `m` replies, directly or up the thread, to a message numbered `number/total`.
+fn replies_to_same(m: &Mail, number: u32, total: u32, by_id: &HashMap<&str, &Mail>) -> bool {
+    let mut cur = m;
+    for _ in 0..64 {
+        let Some(parent) = cur.in_reply_to.as_deref().and_then(|id| by_id.get(id)) else { return false };
+        if parse_subject(&parent.subject).position == Some((number, total)) {
+            return true;
+        }
+        cur = parent;
+    }
+    false
 }
 
 /// Walks up In-Reply-To (through intermediate replies), then References, to the first
@@ -395,6 +499,7 @@ pub fn choose(mailbox: &Mailbox, choice: Choice) -> Result<Series> {
         base_commit: rev.base_commit.clone(),
         prerequisite_patch_ids: rev.prerequisite_patch_ids.clone(),
         tags: rev.tags.clone(),
+        rerolled_from: rev.rerolled_from,
         warnings: mailbox.warnings.clone(),
     })
 }
@@ -465,8 +570,19 @@ pub fn summary(s: &Series) -> String {
     }
     let total = s.patches.len() + s.missing.len();
     let _ = writeln!(o, "Patches:  {} of {total}", s.patches.len());
+    if let Some(from) = s.rerolled_from {
+        let resent: Vec<String> =
+            s.patches.iter().filter(|p| p.from_revision.is_none()).map(|p| format!("{}/{total}", p.number)).collect();
+        let _ = writeln!(
+            o,
+            "Reroll:   partial: v{} resends {} as replies to the patches they replace; the rest is v{from}'s (as b4 does; --rev {from} for v{from} itself)",
+            s.version,
+            resent.join(", ")
+        );
+    }
     for p in &s.patches {
-        let _ = writeln!(o, "  {}/{total} {}", p.number, p.mail.subject);
+        let from = p.from_revision.map(|v| format!("   (from v{v})")).unwrap_or_default();
+        let _ = writeln!(o, "  {}/{total} {}{from}", p.number, p.mail.subject);
         let _ = writeln!(o, "      From: {}", p.mail.author.display());
         for t in &p.mail.trailers {
             let _ = writeln!(o, "      {}: {}", t.key, t.value);

@@ -216,7 +216,7 @@ fn a_patch_that_does_not_apply_names_patch_file_and_hunk() {
     let err = apply::apply_to_repo(tmp.path(), &s, None).unwrap_err();
     let failure = err.downcast_ref::<apply::ApplyFailure>().expect("an ApplyFailure, not a tool error");
     assert_eq!((failure.number, failure.file.as_deref()), (1, Some("mm/toy.c")));
-    expect![[r#"patch 1/1 "toy: count present entries as booleans" does not apply: mm/toy.c, hunk #1 `@@ -32,7 +32,7 @@ long toy_count_present(const struct toy_pte *pte, long nr)` (hunk at line 32 did not apply; three-way: the preimage blob 1234567 of mm/toy.c is not in this repository)"#]]
+    expect![[r#"patch 1/1 "toy: count present entries as booleans" does not apply: mm/toy.c, hunk #1 `@@ -32,7 +32,7 @@ long toy_count_present(const struct toy_pte *pte, long nr)` (patch failed: mm/toy.c:32; three-way: the preimage blob 1234567 of mm/toy.c is not in this repository)"#]]
         .assert_eq(&failure.to_string());
     assert!(git(tmp.path(), &["for-each-ref", "refs/heads/eval"]).is_empty(), "a ref was written");
 }
