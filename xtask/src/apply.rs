@@ -226,7 +226,14 @@ fn apply_patch(
     tree: &git2::Tree,
     diff: &ParsedDiff,
 ) -> std::result::Result<(Oid, bool, Vec<HunkOffset>), ApplyFailure> {
-    let fail = |(file, hunk, detail): Refusal| ApplyFailure { number: 0, total: 0, subject: String::new(), file, hunk, detail };
+    let fail = |(file, hunk, detail): Refusal| ApplyFailure {
+        number: 0,
+        total: 0,
+        subject: String::new(),
+        file,
+        hunk,
+        detail,
+    };
     let strict = match apply_files(repo, tree, &diff.files) {
         Ok((oid, offsets)) => return Ok((oid, false, offsets)),
         Err(f) => f,
@@ -267,7 +274,11 @@ impl<'r> Overlay<'r> {
         }
         let mut prefix = path.to_vec();
         prefix.push(b'/');
-        let added_below = self.changes.range(prefix.clone()..).take_while(|(k, _)| k.starts_with(&prefix)).any(|(_, v)| v.is_some());
+        let added_below = self
+            .changes
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .any(|(_, v)| v.is_some());
         match self.base.get_path(Path::new(OsStr::from_bytes(path))) {
             Ok(e) if e.kind() == Some(ObjectType::Tree) => Entry::Dir,
             Ok(e) => Entry::File(e.id(), e.filemode() as u32),
@@ -306,7 +317,8 @@ impl<'r> Overlay<'r> {
         let oid = if mode == GITLINK {
             let text = String::from_utf8_lossy(content);
             let id = text.trim().strip_prefix("Subproject commit ").map(str::trim).unwrap_or("");
-            Oid::from_str(id).map_err(|_| format!("{}: a submodule change without a commit id", lossy(path)))?
+            Oid::from_str(id)
+                .map_err(|_| format!("{}: a submodule change without a commit id", lossy(path)))?
         } else {
             self.repo.blob(content).map_err(|e| e.message().to_string())?
         };
@@ -360,9 +372,18 @@ fn apply_files(
             None => Vec::new(),
         };
         let (after, moved) = diff::apply_hunks(&before, &f.fragments).map_err(|m| {
-            (Some(shown.clone()), Some(format!("#{} `{}`", m.hunk, m.header)), format!("patch failed: {shown}:{}", m.line))
+            (
+                Some(shown.clone()),
+                Some(format!("#{} `{}`", m.hunk, m.header)),
+                format!("patch failed: {shown}:{}", m.line),
+            )
         })?;
-        offsets.extend(moved.into_iter().map(|p| HunkOffset { file: shown.clone(), hunk: p.hunk, line: p.line, offset: p.offset }));
+        offsets.extend(moved.into_iter().map(|p| HunkOffset {
+            file: shown.clone(),
+            hunk: p.hunk,
+            line: p.line,
+            offset: p.offset,
+        }));
         let old_mode = old.map(|(_, _, m)| m);
         match f.change {
             Change::Delete => {
@@ -404,9 +425,9 @@ fn three_way(repo: &Repository, ours: &git2::Tree, diff: &ParsedDiff) -> std::re
                 }
             }
             (_, Some(path), Some(prefix)) => {
-                let blob = repo
-                    .find_object_by_prefix(prefix, Some(ObjectType::Blob))
-                    .map_err(|_| format!("the preimage blob {prefix} of {} is not in this repository", lossy(path)))?;
+                let blob = repo.find_object_by_prefix(prefix, Some(ObjectType::Blob)).map_err(|_| {
+                    format!("the preimage blob {prefix} of {} is not in this repository", lossy(path))
+                })?;
                 let mode = match ours.get_path(Path::new(OsStr::from_bytes(path))) {
                     Ok(e) if e.filemode() == 0o100755 => FileMode::BlobExecutable,
                     Ok(e) if e.filemode() == 0o120000 => FileMode::Link,
@@ -419,8 +440,9 @@ fn three_way(repo: &Repository, ours: &git2::Tree, diff: &ParsedDiff) -> std::re
     }
     let ancestor = builder.create_updated(repo, ours).map_err(|e| e.message().to_string())?;
     let ancestor = repo.find_tree(ancestor).map_err(|e| e.message().to_string())?;
-    let theirs = apply_files(repo, &ancestor, &diff.files)
-        .map_err(|(f, _, m)| format!("does not apply to its own preimage either ({}: {m})", f.unwrap_or_default()))?;
+    let theirs = apply_files(repo, &ancestor, &diff.files).map_err(|(f, _, m)| {
+        format!("does not apply to its own preimage either ({}: {m})", f.unwrap_or_default())
+    })?;
     let theirs = repo.find_tree(theirs.0).map_err(|e| e.message().to_string())?;
     let mut merged = repo.merge_trees(&ancestor, ours, &theirs, None).map_err(|e| e.message().to_string())?;
     if merged.has_conflicts() {

@@ -284,13 +284,15 @@ fn parse_hunks(lines: &[&[u8]], i: &mut usize, f: &mut FileDiff) -> Result<()> {
         let num = |k: usize, default: usize| -> Result<usize> {
             match c.get(k) {
                 None => Ok(default),
-                Some(m) => std::str::from_utf8(m.as_bytes())
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| anyhow::anyhow!("a hunk header of {} has a number out of range", label(f))),
+                Some(m) => {
+                    std::str::from_utf8(m.as_bytes()).ok().and_then(|s| s.parse().ok()).ok_or_else(|| {
+                        anyhow::anyhow!("a hunk header of {} has a number out of range", label(f))
+                    })
+                }
             }
         };
-        let (old_start, mut old_left, new_start, mut new_left) = (num(1, 0)?, num(2, 1)?, num(3, 0)?, num(4, 1)?);
+        let (old_start, mut old_left, new_start, mut new_left) =
+            (num(1, 0)?, num(2, 1)?, num(3, 0)?, num(4, 1)?);
         let header = lossy(lines[*i]);
         *i += 1;
         let mut h = Hunk {
@@ -439,7 +441,9 @@ fn find_name(v: &[u8]) -> Result<Vec<u8>> {
     };
     match strip_component(&name) {
         Some(n) if !n.is_empty() => Ok(squash_slashes(n)),
-        _ => bail!("path `{}` has no leading directory to strip (git apply -p1)", lossy(&name).escape_debug()),
+        _ => {
+            bail!("path `{}` has no leading directory to strip (git apply -p1)", lossy(&name).escape_debug())
+        }
     }
 }
 
@@ -696,7 +700,10 @@ mod tests {
             .unwrap()
             .unwrap();
         let f = &d.files[0];
-        assert_eq!((f.change, f.new_path.as_deref(), f.new_mode), (Change::Create, Some("x y/z"), Some(0o100755)));
+        assert_eq!(
+            (f.change, f.new_path.as_deref(), f.new_mode),
+            (Change::Create, Some("x y/z"), Some(0o100755))
+        );
         assert!(f.fragments.is_empty());
         // git adds a tab after a name with a space on ---/+++.
         let d = parse(&lines("diff --git a/s p b/s p\nnew file mode 100644\nindex 0000000..1\n--- /dev/null\n+++ b/s p\t\n@@ -0,0 +1 @@\n+x\n"))
@@ -743,7 +750,8 @@ mod tests {
             Some(b'+') => (o, n + 1),
             _ => (o + 1, n + 1),
         });
-        let text = format!("diff --git a/f b/f\n--- a/f\n+++ b/f\n@@ -{old_start},{o} +{new_start},{n} @@\n{body}");
+        let text =
+            format!("diff --git a/f b/f\n--- a/f\n+++ b/f\n@@ -{old_start},{o} +{new_start},{n} @@\n{body}");
         parse(&lines(&text)).unwrap().unwrap().files.remove(0).fragments.remove(0)
     }
 
@@ -763,7 +771,10 @@ mod tests {
         assert_eq!(apply_hunks(twice, &[h]).unwrap().0, b"x\nm\ny\nx\nM\ny\nx\nm\ny\n");
         let h = hunk(3, 3, " x\n-m\n+M\n y\n");
         // From line 3 (0-based 2): forward 3 is x m y at 3 -> taken before backward 0.
-        assert_eq!(apply_hunks(twice, &[h]).unwrap(), (b"x\nm\ny\nx\nM\ny\nx\nm\ny\n".to_vec(), vec![Placed { hunk: 1, line: 4, offset: 1 }]));
+        assert_eq!(
+            apply_hunks(twice, &[h]).unwrap(),
+            (b"x\nm\ny\nx\nM\ny\nx\nm\ny\n".to_vec(), vec![Placed { hunk: 1, line: 4, offset: 1 }])
+        );
     }
 
     #[test]

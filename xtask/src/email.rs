@@ -253,6 +253,9 @@ fn tested_block(r: &Report) -> String {
         for p in patches.iter() {
             let c = p.commit.as_deref().map(short).unwrap_or("(not applied)");
             let _ = writeln!(o, "               {}/{} {c} {}", p.number, p.total, p.subject);
+            if let Some(note) = &p.note {
+                let _ = writeln!(o, "                   ({note})");
+            }
         }
     }
     let mut compilers: BTreeMap<&str, Vec<&str>> = BTreeMap::new();

@@ -126,8 +126,27 @@ impl Spec {
     }
 }
 
+/// How a patch got into the tree when it was not plainly: what a maintainer wants to
+/// know before trusting the numbers (another revision's patch, moved context, a merge).
+fn apply_note(p: &crate::series::SeriesPatch, a: &apply::AppliedPatch) -> Option<String> {
+    let mut notes = Vec::new();
+    if let Some(v) = p.from_revision {
+        notes.push(format!("v{v}'s patch (partial reroll)"));
+    }
+    if a.three_way {
+        notes.push("applied by three-way merge".to_string());
+    }
+    if !a.offsets.is_empty() {
+        let hunks: Vec<String> =
+            a.offsets.iter().map(|o| format!("{} #{} {:+}", o.file, o.hunk, o.offset)).collect();
+        notes.push(format!("hunks at an offset: {}", hunks.join(", ")));
+    }
+    (!notes.is_empty()).then(|| notes.join("; "))
+}
+
 pub struct EvalOptions {
     pub file: PathBuf,
+    pub mbox_format: crate::mail::MboxFormat,
     /// Revisions to evaluate side by side (empty: the highest one alone).
     pub revisions: Vec<u32>,
     pub all_revisions: bool,
@@ -301,7 +320,7 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
     let mut timing: Vec<StageTime> = Vec::new();
 
     let t = Instant::now();
-    let mailbox = input::read_mailbox(&o.file)?;
+    let mailbox = input::read_mailbox_as(&o.file, o.mbox_format)?;
     let wanted: Vec<Option<u32>> = if o.all_revisions {
         mailbox.revisions.keys().map(|v| Some(*v)).collect()
     } else if o.revisions.is_empty() {
@@ -371,7 +390,13 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
             patches: series
                 .patches
                 .iter()
-                .map(|p| PatchInfo { number: p.number, total, subject: p.mail.subject.clone(), commit: None })
+                .map(|p| PatchInfo {
+                    number: p.number,
+                    total,
+                    subject: p.mail.subject.clone(),
+                    commit: None,
+                    note: None,
+                })
                 .collect(),
             base_commit: series.base_commit.clone(),
         },
@@ -429,6 +454,7 @@ pub fn eval(o: &EvalOptions) -> Result<EvalOutcome> {
                 total: (s.patches.len() + s.missing.len()) as u32,
                 subject: p.mail.subject.clone(),
                 commit: Some(a.commit.clone()),
+                note: apply_note(p, a),
             })
             .collect();
         if s.version == series.version {

@@ -1,7 +1,7 @@
 //! Reading a series from disk: one file (mbox, mboxrd, .gz, .eml, .patch) or a
 //! directory of `git format-patch` files. The only impure part of ingestion.
 
-use crate::mail::{self, Mail};
+use crate::mail::{self, Mail, MboxFormat};
 use crate::series::{self, Choice, Mailbox, Series};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -9,6 +9,11 @@ use std::path::{Path, PathBuf};
 /// The raw messages of FILE, or of the directory's patch files in name order; the
 /// index of a message here is its [`Mail::index`].
 pub fn read_raw_messages(path: &Path) -> Result<Vec<Vec<u8>>> {
+    read_raw_messages_as(path, MboxFormat::Auto)
+}
+
+/// [`read_raw_messages`] with the mbox flavour given.
+pub fn read_raw_messages_as(path: &Path, format: MboxFormat) -> Result<Vec<Vec<u8>>> {
     let meta = std::fs::metadata(path).with_context(|| {
         format!("cannot read {}: give an mbox, a patch or a directory of patches", path.display())
     })?;
@@ -16,7 +21,7 @@ pub fn read_raw_messages(path: &Path) -> Result<Vec<Vec<u8>>> {
     let mut all = Vec::new();
     for f in files {
         let bytes = std::fs::read(&f).with_context(|| format!("cannot read {}", f.display()))?;
-        all.extend(mail::split_container(&bytes).with_context(|| format!("{}", f.display()))?);
+        all.extend(mail::split_container_as(&bytes, format).with_context(|| format!("{}", f.display()))?);
     }
     Ok(all)
 }
@@ -41,8 +46,8 @@ fn patch_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Every mail in FILE (see [`read_raw_messages`]).
-pub fn read_mails(path: &Path) -> Result<Vec<Mail>> {
-    read_raw_messages(path)?
+pub fn read_mails(path: &Path, format: MboxFormat) -> Result<Vec<Mail>> {
+    read_raw_messages_as(path, format)?
         .iter()
         .enumerate()
         .map(|(i, raw)| mail::parse_message(raw, i))
@@ -51,11 +56,19 @@ pub fn read_mails(path: &Path) -> Result<Vec<Mail>> {
 }
 
 pub fn read_mailbox(path: &Path) -> Result<Mailbox> {
-    let mails = read_mails(path)?;
+    read_mailbox_as(path, MboxFormat::Auto)
+}
+
+pub fn read_mailbox_as(path: &Path, format: MboxFormat) -> Result<Mailbox> {
+    let mails = read_mails(path, format)?;
     series::build_mailbox(&mails).with_context(|| format!("{}", path.display()))
 }
 
 pub fn read_series(path: &Path, choice: Choice) -> Result<Series> {
-    let mb = read_mailbox(path)?;
+    read_series_as(path, choice, MboxFormat::Auto)
+}
+
+pub fn read_series_as(path: &Path, choice: Choice, format: MboxFormat) -> Result<Series> {
+    let mb = read_mailbox_as(path, format)?;
     series::choose(&mb, choice).with_context(|| format!("{}", path.display()))
 }

@@ -343,7 +343,10 @@ mod tests {
         // Declared Latin-1: the text is converted, the bytes are not.
         let raw = b"From: A <a@x>\nSubject: x\nContent-Type: text/plain; charset=ISO-8859-1\nContent-Transfer-Encoding: 8bit\n\nJ\xf6rg\n";
         let m = parse_message(raw, 0).unwrap();
-        assert_eq!((m.body.as_str(), m.raw_body.as_slice(), m.charset.as_deref()), ("J\u{f6}rg\n", &b"J\xf6rg\n"[..], Some("iso-8859-1")));
+        assert_eq!(
+            (m.body.as_str(), m.raw_body.as_slice(), m.charset.as_deref()),
+            ("J\u{f6}rg\n", &b"J\xf6rg\n"[..], Some("iso-8859-1"))
+        );
     }
 
     #[test]
@@ -351,7 +354,8 @@ mod tests {
         use std::io::Write;
         let mut enc = Vec::new();
         // "a\rb\n" in base64.
-        write!(enc, "From: A <a@x>\r\nSubject: s\r\nContent-Transfer-Encoding: base64\r\n\r\nYQ1iCg==\r\n").unwrap();
+        write!(enc, "From: A <a@x>\r\nSubject: s\r\nContent-Transfer-Encoding: base64\r\n\r\nYQ1iCg==\r\n")
+            .unwrap();
         let m = parse_message(&enc, 0).unwrap();
         assert_eq!(m.raw_body, b"a\rb\n");
         let m = parse_message(b"From: A <a@x>\r\nSubject: s\r\n\r\nline\r\nx\ry\r\n", 0).unwrap();

@@ -30,6 +30,8 @@ enum Command {
         #[arg(long)]
         partial: bool,
         #[command(flatten)]
+        format: FormatArg,
+        #[command(flatten)]
         tree: TreeArgs,
         /// Base commit (default: the series' base-commit when the tree has it, else HEAD).
         #[arg(long)]
@@ -140,11 +142,31 @@ struct Pick {
     /// Accept an incomplete revision and use the patches that are there.
     #[arg(long)]
     partial: bool,
+    #[command(flatten)]
+    format: FormatArg,
 }
 
 impl Pick {
     fn choice(&self) -> series::Choice {
         series::Choice { revision: self.rev, partial: self.partial }
+    }
+}
+
+#[derive(Args)]
+struct FormatArg {
+    /// Read the mbox as mboxrd (`>From ` lines lose one `>`) even without public-inbox's
+    /// `From mboxrd@z` separator; by default only such files are, as git am does.
+    #[arg(long)]
+    mboxrd: bool,
+}
+
+impl FormatArg {
+    fn format(&self) -> xtask::mail::MboxFormat {
+        if self.mboxrd {
+            xtask::mail::MboxFormat::Mboxrd
+        } else {
+            xtask::mail::MboxFormat::Auto
+        }
     }
 }
 
@@ -347,7 +369,7 @@ fn run(cli: Cli) -> Result<()> {
             let opts = xtask::eval::CompareOptions { a, b, tree, spec: spec.spec("1,2,4")? };
             print_outcome(&xtask::eval::compare_trees(&opts)?, started);
         }
-        Command::Eval { file, rev, all_revs, partial, tree, base, spec } => {
+        Command::Eval { file, rev, all_revs, partial, format, tree, base, spec } => {
             let started = std::time::Instant::now();
             let revisions = match &rev {
                 None => vec![],
@@ -361,6 +383,7 @@ fn run(cli: Cli) -> Result<()> {
             };
             let opts = xtask::eval::EvalOptions {
                 file,
+                mbox_format: format.format(),
                 revisions,
                 all_revisions: all_revs,
                 partial,
@@ -372,23 +395,33 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Series { file, pick, json } => {
             if json {
-                let mb = input::read_mailbox(&file)?;
+                let mb = input::read_mailbox_as(&file, pick.format.format())?;
                 let chosen = series::choose(&mb, pick.choice())?;
                 let out = serde_json::json!({ "chosen": chosen, "mailbox": mb });
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                print!("{}", series::summary(&input::read_series(&file, pick.choice())?));
+                print!(
+                    "{}",
+                    series::summary(&input::read_series_as(&file, pick.choice(), pick.format.format())?)
+                );
             }
         }
         Command::Apply { file, pick, tree, base } => {
-            let s = input::read_series(&file, pick.choice())?;
+            let s = input::read_series_as(&file, pick.choice(), pick.format.format())?;
             let tree = tree.resolve()?;
             let applied = apply::apply_to_repo(&tree.repo_path, &s, base.as_deref())?;
             println!("Applied v{} of \"{}\" to {}", s.version, s.subject(), tree.label);
             println!("  base {} ({})", applied.base, applied.base_source);
-            for p in &applied.patches {
+            if let Some(from) = s.rerolled_from {
+                println!("  a partial reroll: the patches marked (from v{from}) are v{from}'s");
+            }
+            for (p, sp) in applied.patches.iter().zip(&s.patches) {
                 let how = if p.three_way { "  (three-way)" } else { "" };
-                println!("  {} {}/{} {}{how}", &p.commit[..12], p.number, s.patches.len(), p.subject);
+                let from = sp.from_revision.map(|v| format!("  (from v{v})")).unwrap_or_default();
+                println!("  {} {}/{} {}{how}{from}", &p.commit[..12], p.number, s.patches.len(), p.subject);
+                for o in &p.offsets {
+                    println!("      applied at an offset: {o}");
+                }
             }
             println!("  {} -> {}", applied.refname, applied.tip);
         }
@@ -397,7 +430,7 @@ fn run(cli: Cli) -> Result<()> {
             let tree = tree.resolve()?;
             let variants = match &file {
                 Some(f) => {
-                    let s = input::read_series(f, pick.choice())?;
+                    let s = input::read_series_as(f, pick.choice(), pick.format.format())?;
                     let applied = apply::apply_to_repo(&tree.repo_path, &s, base.as_deref())?;
                     println!("Applied v{} of \"{}\" as {}", s.version, s.subject(), applied.refname);
                     vec![("baseline", applied.base), ("patched", applied.tip)]

@@ -205,8 +205,12 @@ fn message_part(mail: &Mail) -> (PatchMail, Vec<&[u8]>, usize) {
     (pm, lines, break_at)
 }
 
+/// One address, RFC 2047 words decoded (an in-body `From:` is a header, as mailinfo
+/// decodes it).
 fn parse_addr(value: &str) -> Option<Addr> {
-    let list = mailparse::addrparse(value.trim()).ok()?;
+    let line = format!("From: {}", value.trim());
+    let (header, _) = mailparse::parse_header(line.as_bytes()).ok()?;
+    let list = mailparse::addrparse_header(&header).ok()?;
     match list.first()? {
         mailparse::MailAddr::Single(s) => Some(Addr {
             name: clean_header(s.display_name.as_deref().unwrap_or("")),
@@ -262,7 +266,8 @@ pub fn reply_trailers(mail: &Mail) -> Vec<Trailer> {
                     (a.name, a.email)
                 }
             };
-            let value = if name.is_empty() || name == email { email.clone() } else { format!("{name} <{email}>") };
+            let value =
+                if name.is_empty() || name == email { email.clone() } else { format!("{name} <{email}>") };
             let from = &mail.from;
             let matches = email_eq(&email, &from.email)
                 || (!name.is_empty() && name.to_lowercase() == from_name(from).to_lowercase());
@@ -283,8 +288,17 @@ fn from_name(a: &Addr) -> &str {
 static PERSON: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\S+@\S+\.\S+").unwrap());
 static MAILTO: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"<mailto:[^>]+>").unwrap());
 static ADDR: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(.*?)\s*<([^>]+)>\s*$").unwrap());
-const UTILITY: &[&str] =
-    &["fixes", "link", "buglink", "closes", "obsoleted-by", "message-id", "change-id", "base-commit", "based-on"];
+const UTILITY: &[&str] = &[
+    "fixes",
+    "link",
+    "buglink",
+    "closes",
+    "obsoleted-by",
+    "message-id",
+    "change-id",
+    "base-commit",
+    "based-on",
+];
 const BAD_TRAILERS: &[&str] = &[
     "from",
     "author",
@@ -333,8 +347,17 @@ fn found_trailers(body: &str) -> Vec<Trailer> {
     const IGNORES: &[&str] = &["phone", "mail", "email", "e-mail", "prerequisite-message-id"];
     const HEADERS: &[&str] = &["subject", "date", "from"];
     const LINKS: &[&str] = &["link", "buglink", "closes"];
-    const NONPERSON: &[&str] =
-        &["link", "buglink", "closes", "fixes", "subject", "date", "obsoleted-by", "change-id", "base-commit"];
+    const NONPERSON: &[&str] = &[
+        "link",
+        "buglink",
+        "closes",
+        "fixes",
+        "subject",
+        "date",
+        "obsoleted-by",
+        "change-id",
+        "base-commit",
+    ];
 
     let body = body.split("\n-- \n").next().unwrap_or("").trim().to_string() + "\n";
     let body = WRAPPED_FIXES.replace_all(&body, "$1 $2");

@@ -75,6 +75,9 @@ pub struct PatchInfo {
     pub subject: String,
     /// The commit it became, when it applied.
     pub commit: Option<String>,
+    /// How it applied when not plainly (offsets, three-way, another revision's patch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

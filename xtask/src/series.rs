@@ -357,7 +357,12 @@ fn inherited_revision(m: &Mail, number: u32, by_id: &HashMap<&str, &Mail>) -> Op
 /// b4's partial reroll: revision `v` lacks patches, and every message it has replies
 /// (directly or up the thread) to the message with the same number and total it
 /// replaces; then the missing ones come from `v - 1`, and the revision is complete.
-fn partial_reroll(revisions: &mut BTreeMap<u32, Revision>, v: u32, mails: &[Mail], by_id: &HashMap<&str, &Mail>) {
+fn partial_reroll(
+    revisions: &mut BTreeMap<u32, Revision>,
+    v: u32,
+    mails: &[Mail],
+    by_id: &HashMap<&str, &Mail>,
+) {
     let Some(prev) = v.checked_sub(1).and_then(|p| revisions.get(&p)) else { return };
     let r = &revisions[&v];
     if r.missing.is_empty() || prev.total != r.total {
@@ -371,7 +376,8 @@ fn partial_reroll(revisions: &mut BTreeMap<u32, Revision>, v: u32, mails: &[Mail
             .and_then(|id| by_id.get(id))
             .is_some_and(|m| replies_to_same(m, 0, r.total, by_id)),
     };
-    let sane = cover_ok && r.patches.values().all(|p| replies_to_same(&mails[p.mail_index], p.number, r.total, by_id));
+    let sane = cover_ok
+        && r.patches.values().all(|p| replies_to_same(&mails[p.mail_index], p.number, r.total, by_id));
     if !sane || !r.missing.iter().all(|n| prev.patches.contains_key(n)) {
         return;
     }
@@ -381,9 +387,19 @@ fn partial_reroll(revisions: &mut BTreeMap<u32, Revision>, v: u32, mails: &[Mail
         .map(|n| SeriesPatch { from_revision: Some(prev.version), ..prev.patches[n].clone() })
         .collect();
     let from = prev.version;
+    // b4 takes the earlier cover letter too when the reroll has none.
+    let (cover, base, prereq) =
+        (prev.cover.clone(), prev.base_commit.clone(), prev.prerequisite_patch_ids.clone());
     let r = revisions.get_mut(&v).unwrap();
     for p in borrowed {
         r.patches.insert(p.number, p);
+    }
+    if r.cover.is_none() {
+        r.cover = cover;
+    }
+    if r.base_commit.is_none() {
+        r.base_commit = base;
+        r.prerequisite_patch_ids = prereq;
     }
     r.missing.clear();
     r.rerolled_from = Some(from);
@@ -571,8 +587,12 @@ pub fn summary(s: &Series) -> String {
     let total = s.patches.len() + s.missing.len();
     let _ = writeln!(o, "Patches:  {} of {total}", s.patches.len());
     if let Some(from) = s.rerolled_from {
-        let resent: Vec<String> =
-            s.patches.iter().filter(|p| p.from_revision.is_none()).map(|p| format!("{}/{total}", p.number)).collect();
+        let resent: Vec<String> = s
+            .patches
+            .iter()
+            .filter(|p| p.from_revision.is_none())
+            .map(|p| format!("{}/{total}", p.number))
+            .collect();
         let _ = writeln!(
             o,
             "Reroll:   partial: v{} resends {} as replies to the patches they replace; the rest is v{from}'s (as b4 does; --rev {from} for v{from} itself)",
