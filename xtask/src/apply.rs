@@ -85,7 +85,23 @@ impl fmt::Display for ApplyFailure {
     }
 }
 
-impl std::error::Error for ApplyFailure {}
+/// What applying a series came to: commits, or the patch that does not apply (a
+/// result about the series, not a fault of the tool).
+#[derive(Debug)]
+pub enum ApplyOutcome<T> {
+    Applied(T),
+    Failed(ApplyFailure),
+}
+
+impl<T> ApplyOutcome<T> {
+    /// The commits, or the failure as an error (for callers that cannot go on).
+    pub fn applied(self) -> Result<T> {
+        match self {
+            ApplyOutcome::Applied(t) => Ok(t),
+            ApplyOutcome::Failed(f) => Err(anyhow!("{f}")),
+        }
+    }
+}
 
 /// The base to apply on: `--base`, else the series' `base-commit:` when the tree has
 /// it, else the tree's HEAD. Returns the commit and how it was chosen.
@@ -116,26 +132,29 @@ fn repo_path(repo: &Repository) -> String {
     repo.workdir().unwrap_or(repo.path()).display().to_string()
 }
 
-/// Applies every patch of `series` on `base` and points `refname` at the result.
-/// Errors are either an [`ApplyFailure`] (downcast it) or a problem of the repository.
+/// Applies every patch of `series` on `base` and points `refname` at the result (no
+/// ref is written when a patch does not apply). Errors are problems of the repository.
 pub fn apply_series(
     repo: &Repository,
     series: &Series,
     base: Oid,
     refname: &str,
-) -> Result<Vec<AppliedPatch>> {
+) -> Result<ApplyOutcome<Vec<AppliedPatch>>> {
     check_ref_is_ours(repo, refname)?;
     let total = (series.patches.len() + series.missing.len()) as u32;
     let mut parent = repo.find_commit(base)?;
     let mut out = Vec::new();
     for p in &series.patches {
         let diff = p.mail.diff.as_ref().expect("series patches carry a diff");
-        let (tree, three_way, offsets) = apply_patch(repo, &parent.tree()?, diff).map_err(|mut f| {
-            f.number = p.number;
-            f.total = total;
-            f.subject = p.mail.subject.clone();
-            anyhow::Error::new(f)
-        })?;
+        let (tree, three_way, offsets) = match apply_patch(repo, &parent.tree()?, diff) {
+            Ok(x) => x,
+            Err(mut f) => {
+                f.number = p.number;
+                f.total = total;
+                f.subject = p.mail.subject.clone();
+                return Ok(ApplyOutcome::Failed(f));
+            }
+        };
         let commit = commit_patch(repo, p, tree, &parent)?;
         parent = repo.find_commit(commit)?;
         out.push(AppliedPatch {
@@ -148,11 +167,11 @@ pub fn apply_series(
     }
     repo.reference(refname, parent.id(), true, "mmeval: apply series")
         .with_context(|| format!("cannot write {refname}"))?;
-    Ok(out)
+    Ok(ApplyOutcome::Applied(out))
 }
 
 /// Opens `tree`, resolves the base, applies, and reports.
-pub fn apply_to_repo(tree: &Path, series: &Series, base: Option<&str>) -> Result<Applied> {
+pub fn apply_to_repo(tree: &Path, series: &Series, base: Option<&str>) -> Result<ApplyOutcome<Applied>> {
     let repo = Repository::open(tree).with_context(|| {
         format!(
             "{} is not a git repository; give a kernel checkout with --tree, or run `cargo xtask ref`",
@@ -161,14 +180,17 @@ pub fn apply_to_repo(tree: &Path, series: &Series, base: Option<&str>) -> Result
     })?;
     let (base_oid, base_source) = resolve_base(&repo, base, series)?;
     let refname = format!("refs/heads/eval/{}", series.slug);
-    let patches = apply_series(&repo, series, base_oid, &refname)?;
-    Ok(Applied {
+    let patches = match apply_series(&repo, series, base_oid, &refname)? {
+        ApplyOutcome::Applied(p) => p,
+        ApplyOutcome::Failed(f) => return Ok(ApplyOutcome::Failed(f)),
+    };
+    Ok(ApplyOutcome::Applied(Applied {
         base: base_oid.to_string(),
         base_source,
         tip: patches.last().map(|p| p.commit.clone()).unwrap_or_else(|| base_oid.to_string()),
         patches,
         refname,
-    })
+    }))
 }
 
 /// We only ever move refs we made: an existing ref must point at a commit of ours, and

@@ -103,6 +103,32 @@ pub struct Artifacts {
     pub reused: bool,
 }
 
+impl Artifacts {
+    /// The preemption model the stored .config ended with (`PREEMPT_LAZY`, ...).
+    pub fn preempt(&self) -> Option<String> {
+        let config = std::fs::read_to_string(self.dir.join("config")).ok()?;
+        kconfig::preemption_model(&config)
+    }
+}
+
+/// What a build came to: artifacts, or a failure of the tree under test (data, not a
+/// fault of the tool).
+#[derive(Debug)]
+pub enum BuildOutcome {
+    Built(Artifacts),
+    Failed(BuildFailure),
+}
+
+impl BuildOutcome {
+    /// The artifacts, or the failure as an error (for callers that cannot go on).
+    pub fn artifacts(self) -> Result<Artifacts> {
+        match self {
+            BuildOutcome::Built(a) => Ok(a),
+            BuildOutcome::Failed(f) => Err(anyhow::anyhow!("{f}")),
+        }
+    }
+}
+
 /// A build that failed: a result about the tree under test, with the compiler's words.
 #[derive(Debug, Clone, Serialize)]
 pub struct BuildFailure {
@@ -129,8 +155,6 @@ impl fmt::Display for BuildFailure {
         Ok(())
     }
 }
-
-impl std::error::Error for BuildFailure {}
 
 /// The name of a build directory: architecture, toolchain, and the user's fragments.
 fn variant_dir(arch: &Arch, opts: &BuildOptions) -> String {
@@ -271,14 +295,15 @@ pub fn check_toolchain(arch: &Arch, opts: &BuildOptions) -> Result<()> {
 }
 
 /// Builds `commit` of `tree` for `arch`, or returns the stored artifacts of an earlier
-/// identical build. A failed build is a [`BuildFailure`] inside the error.
+/// identical build. A build that fails is [`BuildOutcome::Failed`]; an error is a fault
+/// of the environment (a missing tool, a full disk).
 pub fn build(
     tree: &TreeHandle,
     commit: &str,
     arch: &Arch,
     opts: &BuildOptions,
     label: &str,
-) -> Result<Artifacts> {
+) -> Result<BuildOutcome> {
     check_toolchain(arch, opts)?;
     let sh = Shell::new()?;
     let cc = compiler_cmd(arch, opts);
@@ -299,7 +324,7 @@ pub fn build(
         .join(variant_dir(arch, opts))
         .join(format!("{commit}-{}", &config_input[..12]));
     if let Some(a) = stored(&store)? {
-        return Ok(a);
+        return Ok(BuildOutcome::Built(a));
     }
 
     let _lock = lock(&tree.key)?;
@@ -322,7 +347,7 @@ pub fn build(
     // paths relative to the tree.
     let failed_log = store.with_extension("failed.log");
     let src_prefix = format!("{}/", src.display());
-    let fail = |step: &str, errors: Vec<String>| -> anyhow::Error {
+    let fail = |step: &str, errors: Vec<String>| -> BuildOutcome {
         // On a fresh cache nothing was stored for this arch yet: make the directory.
         let kept = failed_log
             .parent()
@@ -332,7 +357,7 @@ pub fn build(
         if let Err(e) = kept {
             eprintln!("[build] warning: cannot keep the log at {}: {e}", failed_log.display());
         }
-        anyhow::Error::new(BuildFailure {
+        BuildOutcome::Failed(BuildFailure {
             arch: arch.name.clone(),
             commit: commit.to_string(),
             step: step.to_string(),
@@ -390,7 +415,7 @@ pub fn build(
             log.write_all(&out.stderr)?;
             if !out.status.success() {
                 let text = String::from_utf8_lossy(&out.stderr);
-                return Err(fail("configuration", compiler_errors(&text)));
+                return Ok(fail("configuration", compiler_errors(&text)));
             }
         }
     }
@@ -398,7 +423,7 @@ pub fn build(
     let lost = kconfig::missing(&requested, &config);
     if !lost.is_empty() {
         writeln!(log, "options that did not survive olddefconfig: {lost:?}")?;
-        return Err(fail("configuration (options the fragments ask for did not survive olddefconfig)", lost));
+        return Ok(fail("configuration (options the fragments ask for did not survive olddefconfig)", lost));
     }
     std::fs::write(&key_file, &config_input)?;
     std::fs::write(&commit_file, commit)?;
@@ -414,7 +439,7 @@ pub fn build(
     let (ok, steps, tail) = stream(command, &mut log, &pb)?;
     pb.finish_and_clear();
     if !ok {
-        return Err(fail("make", compiler_errors(&tail)));
+        return Ok(fail("make", compiler_errors(&tail)));
     }
     if expected == 0 || steps > expected / 2 {
         std::fs::write(&steps_file, steps.to_string())?;
@@ -442,8 +467,13 @@ pub fn build(
     };
     drop(log);
     let a = store_artifacts(&store, &dir, arch, &meta)?;
-    eprintln!("[build] {} {label}: {} in {:.0} s ({steps} steps)", arch.name, &commit[..12], seconds);
-    Ok(a)
+    crate::progress::say(&format!(
+        "build {} {label}: {} in {:.0} s ({steps} steps)",
+        arch.name,
+        &commit[..12],
+        seconds
+    ));
+    Ok(BuildOutcome::Built(a))
 }
 
 /// One build of a list: which variant, arch and commit, and how it went.
@@ -452,7 +482,7 @@ pub struct BuildResult {
     pub variant: String,
     pub arch: String,
     pub commit: String,
-    pub outcome: Result<Artifacts>,
+    pub outcome: Result<BuildOutcome>,
 }
 
 /// Builds every (variant, commit) for every arch: variant by variant, so that each
@@ -657,8 +687,8 @@ mod tests {
         let gcc = BuildOptions { llvm: false, jobs: 2, ccache: false, ..Default::default() };
         let llvm = BuildOptions { llvm: true, jobs: 8, ccache: true, ..Default::default() };
         let mut out = String::new();
-        for name in crate::arch::ALL {
-            let a = &table[name];
+        for a in table.rows() {
+            let name = &a.name;
             out.push_str(&format!("{name}: make {}\n", make_argv(a, dir, &gcc, false).join(" ")));
             out.push_str(&format!("{name} llvm+ccache: make {}\n", make_argv(a, dir, &llvm, true).join(" ")));
         }

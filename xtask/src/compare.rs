@@ -3,6 +3,7 @@
 //! the two sets of samples are compared with a rank test and a bootstrap interval,
 //! and a verdict is only as strong as the data. Pure.
 
+use crate::model::{Accel, Cell, Clock};
 use crate::serial::Sample;
 use crate::stats;
 use serde::{Deserialize, Serialize};
@@ -104,8 +105,8 @@ pub struct Comparison {
     #[serde(default = "patched")]
     pub variant: String,
     pub arch: String,
-    pub accel: String,
-    pub clock: String,
+    pub accel: Accel,
+    pub clock: Clock,
     pub cpus: u32,
     pub workload: String,
     pub metric: String,
@@ -129,12 +130,28 @@ fn patched() -> String {
     "patched".into()
 }
 
+impl Comparison {
+    pub fn cell(&self) -> Cell {
+        Cell { arch: self.arch.clone(), accel: self.accel, clock: self.clock, cpus: self.cpus }
+    }
+}
+
+/// Comparisons by cell, in cell order; within a cell in the order given. The one
+/// grouping every renderer uses.
+pub fn by_cell<'a>(cs: impl IntoIterator<Item = &'a Comparison>) -> BTreeMap<Cell, Vec<&'a Comparison>> {
+    let mut out: BTreeMap<Cell, Vec<&Comparison>> = BTreeMap::new();
+    for c in cs {
+        out.entry(c.cell()).or_default().push(c);
+    }
+    out
+}
+
 /// A sample of one boot, with where it came from.
 #[derive(Debug, Clone)]
 pub struct Tagged<'a> {
     pub arch: &'a str,
-    pub accel: &'a str,
-    pub clock: &'a str,
+    pub accel: Accel,
+    pub clock: Clock,
     pub cpus: u32,
     pub variant: &'a str,
     pub sample: Option<&'a Sample>,
@@ -175,7 +192,7 @@ pub fn verdict(base: &Side, new: &Side, change: f64, lo: f64, hi: f64, p: f64, t
 
 /// Compares `base_variant` with `new_variant` over all tagged samples.
 pub fn compare(samples: &[Tagged], base_variant: &str, new_variant: &str, t: &Thresholds) -> Vec<Comparison> {
-    type Key = (String, String, String, u32, String);
+    type Key = (Cell, String);
     #[derive(Default)]
     struct Acc {
         base: Vec<f64>,
@@ -190,7 +207,8 @@ pub fn compare(samples: &[Tagged], base_variant: &str, new_variant: &str, t: &Th
         if s.variant != base_variant && s.variant != new_variant {
             continue;
         }
-        let key = (s.arch.to_string(), s.accel.to_string(), s.clock.to_string(), s.cpus, s.id.to_string());
+        let cell = Cell { arch: s.arch.to_string(), accel: s.accel, clock: s.clock, cpus: s.cpus };
+        let key = (cell, s.id.to_string());
         let acc = groups.entry(key).or_default();
         let is_base = s.variant == base_variant;
         match s.sample {
@@ -209,7 +227,7 @@ pub fn compare(samples: &[Tagged], base_variant: &str, new_variant: &str, t: &Th
     }
     groups
         .into_iter()
-        .map(|((arch, accel, clock, cpus, workload), acc)| {
+        .map(|((Cell { arch, accel, clock, cpus }, workload), acc)| {
             let base = Side::new(acc.base, acc.base_failed);
             let new = Side::new(acc.new, acc.new_failed);
             let (change, lo, hi) = if base.n > 0 && new.n > 0 {

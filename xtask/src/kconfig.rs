@@ -32,6 +32,17 @@ pub fn missing(requested: &BTreeMap<String, String>, config: &str) -> Vec<String
         .collect()
 }
 
+/// Which preemption model a .config chose: `PREEMPT_RT` when set, else the
+/// `CONFIG_PREEMPT*` choice that is `y`.
+pub fn preemption_model(config: &str) -> Option<String> {
+    const MODELS: [&str; 5] = ["PREEMPT_RT", "PREEMPT_NONE", "PREEMPT_VOLUNTARY", "PREEMPT", "PREEMPT_LAZY"];
+    let set = parse(config);
+    MODELS
+        .iter()
+        .find(|m| set.get(&format!("CONFIG_{m}")).map(String::as_str) == Some("y"))
+        .map(|m| m.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,5 +58,19 @@ mod tests {
             vec!["CONFIG_GONE: asked y, got n", "CONFIG_NR_CPUS: asked 8, got 64"]
         );
         assert!(missing(&parse("CONFIG_SMP=y\n# CONFIG_X is not set\n"), "CONFIG_SMP=y\n").is_empty());
+    }
+
+    #[test]
+    fn preemption_models() {
+        assert_eq!(
+            preemption_model("CONFIG_PREEMPT_BUILD=y\nCONFIG_PREEMPT=y\n# CONFIG_PREEMPT_NONE is not set\n")
+                .as_deref(),
+            Some("PREEMPT")
+        );
+        assert_eq!(
+            preemption_model("CONFIG_PREEMPT_LAZY=y\nCONFIG_PREEMPT_RT=y\n").as_deref(),
+            Some("PREEMPT_RT")
+        );
+        assert_eq!(preemption_model("CONFIG_SMP=y\n"), None);
     }
 }

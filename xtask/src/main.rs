@@ -2,9 +2,13 @@
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use xtask::{apply, arch, build, input, qemu, reftree, series, tree};
+use xtask::cmd::{self, run::RunResult, Ran};
+use xtask::model::Clock;
+use xtask::plan::{AccelChoice, Spec};
+use xtask::{arch, build, progress, reftree, series, tree};
 
 #[derive(Parser)]
 #[command(name = "cargo xtask", about = "Evaluate linux-mm patch series: apply, build, boot, measure, reply")]
@@ -38,6 +42,9 @@ enum Command {
         base: Option<String>,
         #[command(flatten)]
         spec: SpecArgs,
+        /// Print the plan (every build, every boot in order, what is done) and stop.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Compare two trees with no series: two references from linux-ref (v6.12 v7.2), or
     /// two commits of --tree. Writes a regression report that starts a new thread.
@@ -49,6 +56,9 @@ enum Command {
         tree: Option<PathBuf>,
         #[command(flatten)]
         spec: SpecArgs,
+        /// Print the plan (every build, every boot in order, what is done) and stop.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Read a series (mbox, mbox.gz, .eml/.patch, or a directory) and summarise it.
     Series {
@@ -116,7 +126,13 @@ enum Command {
         mem: u32,
         /// auto (KVM when a probe boot shows it works), kvm or tcg.
         #[arg(long, default_value = "auto")]
-        accel: xtask::run::AccelChoice,
+        accel: AccelChoice,
+        /// Start over instead of resuming an earlier run of the same plan.
+        #[arg(long)]
+        fresh: bool,
+        /// Print the plan and stop.
+        #[arg(long)]
+        dry_run: bool,
         /// Run on this host's own kernel instead of QEMU.
         #[arg(long, conflicts_with = "host")]
         metal: bool,
@@ -239,7 +255,7 @@ struct SpecArgs {
     clock: String,
     /// auto (KVM when a probe boot shows it works), kvm or tcg.
     #[arg(long, default_value = "auto")]
-    accel: xtask::run::AccelChoice,
+    accel: AccelChoice,
     /// Guest memory in MiB.
     #[arg(long, default_value_t = 1024)]
     mem: u32,
@@ -266,11 +282,11 @@ struct SpecArgs {
 }
 
 impl SpecArgs {
-    fn spec(&self, default_cpus: &str) -> Result<xtask::eval::Spec> {
+    fn spec(&self, default_cpus: &str) -> Result<Spec> {
         if self.reps < 1 {
             anyhow::bail!("--reps must be at least 1");
         }
-        Ok(xtask::eval::Spec {
+        Ok(Spec {
             arches: arch::parse_list(&self.build.arch)?,
             cpus: parse_cpus(self.cpus.as_deref().unwrap_or(default_cpus))?,
             reps: self.reps,
@@ -279,7 +295,7 @@ impl SpecArgs {
             accel: self.accel,
             mem_mib: self.mem,
             build: self.build.options(),
-            from: self.from.as_deref().map(xtask::eval::parse_from).transpose()?,
+            from: self.from.as_deref().map(xtask::config::parse_from).transpose()?,
             out_root: self.out.clone().unwrap_or_else(|| reftree::project_root().join("target/eval")),
             fresh: self.fresh,
             target: match (&self.host, self.metal) {
@@ -293,50 +309,8 @@ impl SpecArgs {
     }
 }
 
-/// Where the results are, what they say, and how long each stage took.
-fn print_outcome(out: &xtask::eval::EvalOutcome, started: std::time::Instant) {
-    use xtask::compare::Verdict;
-    let r = &out.report;
-    println!("email:  {}", out.email.display());
-    println!("report: {}", out.dir.join("report.json").display());
-    println!("page:   {}", out.dir.join("report.html").display());
-    if r.apply.is_some() {
-        println!("result: the series does not apply");
-    } else {
-        println!(
-            "result: {} builds, {}/{} boots ok; {} improvements, {} regressions, {} no change, {} too noisy, {} too few runs{}",
-            r.builds.len(),
-            r.boots.iter().filter(|b| b.status == xtask::serial::BootStatus::Ok).count(),
-            r.expected_boots(),
-            r.count(Verdict::Improvement),
-            r.count(Verdict::Regression),
-            r.count(Verdict::NoSignificantChange),
-            r.count(Verdict::TooNoisy),
-            r.count(Verdict::TooFewRuns),
-            match (r.releases.is_some(), r.all_passed()) {
-                (true, _) => "",
-                (false, true) => "; Tested-by given",
-                (false, false) => "; no Tested-by (not everything passed)",
-            }
-        );
-    }
-    if let Some(p) = &out.pending {
-        println!("next:   {p}");
-    }
-    println!("time:");
-    for s in &r.timing {
-        println!("  {:<12} {:>8.1} s", s.stage, s.seconds);
-    }
-    println!("  {:<12} {:>8.1} s", "total", started.elapsed().as_secs_f64());
-}
-
-fn parse_clocks(clock: &str) -> Result<Vec<qemu::Clock>> {
-    Ok(match clock {
-        "wall" => vec![qemu::Clock::Wall],
-        "instructions" => vec![qemu::Clock::Instructions],
-        "both" => vec![qemu::Clock::Wall, qemu::Clock::Instructions],
-        other => anyhow::bail!("--clock {other}: use wall, instructions or both"),
-    })
+fn parse_clocks(clock: &str) -> Result<Vec<Clock>> {
+    Clock::parse_list(clock).ok_or_else(|| anyhow::anyhow!("--clock {clock}: use wall, instructions or both"))
 }
 
 fn parse_cpus(cpus: &str) -> Result<Vec<u32>> {
@@ -346,10 +320,6 @@ fn parse_cpus(cpus: &str) -> Result<Vec<u32>> {
             _ => Err(anyhow::anyhow!("--cpus {c}: not a vCPU count")),
         })
         .collect()
-}
-
-fn qemu_check(name: &str) -> Result<()> {
-    build::check_qemu(&arch::table()?[name])
 }
 
 fn main() -> ExitCode {
@@ -362,15 +332,37 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
-    match cli.command {
-        Command::Compare { a, b, tree, spec } => {
-            let started = std::time::Instant::now();
-            let opts = xtask::eval::CompareOptions { a, b, tree, spec: spec.spec("1,2,4")? };
-            print_outcome(&xtask::eval::compare_trees(&opts)?, started);
+/// Progress on stderr: as it is on a terminal, each line with the time in a log.
+fn progress_sink(command: &'static str) {
+    let tty = std::io::stderr().is_terminal();
+    progress::set_sink(move |e| {
+        let text = progress::text(e);
+        if tty {
+            eprintln!("{command}: {text}");
+        } else {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let t = now % 86400;
+            eprintln!("[{:02}:{:02}:{:02}] {command}: {text}", t / 3600, t / 60 % 60, t % 60);
         }
-        Command::Eval { file, rev, all_revs, partial, format, tree, base, spec } => {
-            let started = std::time::Instant::now();
+    });
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let started = std::time::Instant::now();
+    match cli.command {
+        Command::Compare { a, b, tree, spec, dry_run } => {
+            progress_sink("compare");
+            let opts = cmd::compare::CompareOptions { a, b, tree, spec: spec.spec("1,2,4")?, dry_run };
+            match cmd::compare::compare(&opts)? {
+                Ran::Planned(p) => print!("{p}"),
+                Ran::Measured(out) => out.print(started),
+            }
+        }
+        Command::Eval { file, rev, all_revs, partial, format, tree, base, spec, dry_run } => {
+            progress_sink("eval");
             let revisions = match &rev {
                 None => vec![],
                 Some(list) => list
@@ -381,7 +373,7 @@ fn run(cli: Cli) -> Result<()> {
                         anyhow::anyhow!("--rev {list}: give revision numbers, e.g. --rev 2 or --rev 1,2")
                     })?,
             };
-            let opts = xtask::eval::EvalOptions {
+            let opts = cmd::eval::EvalOptions {
                 file,
                 mbox_format: format.format(),
                 revisions,
@@ -390,134 +382,96 @@ fn run(cli: Cli) -> Result<()> {
                 tree: tree.resolve()?,
                 base,
                 spec: spec.spec("1")?,
+                dry_run,
             };
-            print_outcome(&xtask::eval::eval(&opts)?, started);
+            match cmd::eval::eval(&opts)? {
+                Ran::Planned(p) => print!("{p}"),
+                Ran::Measured(out) => out.print(started),
+            }
         }
         Command::Series { file, pick, json } => {
-            if json {
-                let mb = input::read_mailbox_as(&file, pick.format.format())?;
-                let chosen = series::choose(&mb, pick.choice())?;
-                let out = serde_json::json!({ "chosen": chosen, "mailbox": mb });
-                println!("{}", serde_json::to_string_pretty(&out)?);
-            } else {
-                print!(
-                    "{}",
-                    series::summary(&input::read_series_as(&file, pick.choice(), pick.format.format())?)
-                );
-            }
+            print!("{}", cmd::ingest::series(&file, pick.choice(), pick.format.format(), json)?);
         }
         Command::Apply { file, pick, tree, base } => {
-            let s = input::read_series_as(&file, pick.choice(), pick.format.format())?;
             let tree = tree.resolve()?;
-            let applied = apply::apply_to_repo(&tree.repo_path, &s, base.as_deref())?;
-            println!("Applied v{} of \"{}\" to {}", s.version, s.subject(), tree.label);
-            println!("  base {} ({})", applied.base, applied.base_source);
-            if let Some(from) = s.rerolled_from {
-                println!("  a partial reroll: the patches marked (from v{from}) are v{from}'s");
-            }
-            for (p, sp) in applied.patches.iter().zip(&s.patches) {
-                let how = if p.three_way { "  (three-way)" } else { "" };
-                let from = sp.from_revision.map(|v| format!("  (from v{v})")).unwrap_or_default();
-                println!("  {} {}/{} {}{how}{from}", &p.commit[..12], p.number, s.patches.len(), p.subject);
-                for o in &p.offsets {
-                    println!("      applied at an offset: {o}");
-                }
-            }
-            println!("  {} -> {}", applied.refname, applied.tip);
+            print!(
+                "{}",
+                cmd::ingest::apply(&file, pick.choice(), pick.format.format(), &tree, base.as_deref())?
+            );
         }
         Command::Build { file, pick, tree, base, build: b, smoke } => {
+            progress_sink("build");
             let arches = arch::parse_list(&b.arch)?;
             let tree = tree.resolve()?;
-            let variants = match &file {
-                Some(f) => {
-                    let s = input::read_series_as(f, pick.choice(), pick.format.format())?;
-                    let applied = apply::apply_to_repo(&tree.repo_path, &s, base.as_deref())?;
-                    println!("Applied v{} of \"{}\" as {}", s.version, s.subject(), applied.refname);
-                    vec![("baseline", applied.base), ("patched", applied.tip)]
-                }
-                None => vec![("baseline", tree::resolve_commit(&tree, base.as_deref().unwrap_or("HEAD"))?)],
-            };
-            let results = build::build_variants(&tree, &variants, &arches, &b.options());
-            let mut failed = 0;
-            for r in &results {
-                match &r.outcome {
-                    Ok(a) => {
-                        let how = if a.reused {
-                            format!("stored (built earlier in {:.1} s)", a.meta.seconds)
-                        } else {
-                            format!("built in {:.1} s", a.meta.seconds)
-                        };
-                        println!(
-                            "{:<8} {:<9} {} {how}  {}",
-                            r.arch,
-                            r.variant,
-                            &r.commit[..12],
-                            a.image.display()
-                        );
-                        if smoke {
-                            qemu_check(&r.arch)?;
-                            let log = a.dir.join("smoke-serial.log");
-                            let table = arch::table()?;
-                            let banner = qemu::smoke(&table[&r.arch], &a.image, &log)?;
-                            println!("{:<8} {:<9} boots: {banner}", r.arch, r.variant);
-                        }
-                    }
-                    Err(e) => {
-                        failed += 1;
-                        println!("{:<8} {:<9} {} FAILED: {e:#}", r.arch, r.variant, &r.commit[..12]);
-                    }
-                }
-            }
-            if failed > 0 {
-                anyhow::bail!("{failed} of {} builds failed", results.len());
-            }
+            let options = b.options();
+            cmd::kernels::build_kernels(&cmd::kernels::BuildRequest {
+                series: file.as_deref().map(|f| (f, pick.choice(), pick.format.format())),
+                tree: &tree,
+                base: base.as_deref(),
+                arches: &arches,
+                options: &options,
+                smoke,
+            })?;
         }
-        Command::Run { tree, commit, build: b, suite, cpus, clock, boots, mem, accel, metal, host, out } => {
+        Command::Run {
+            tree,
+            commit,
+            build: b,
+            suite,
+            cpus,
+            clock,
+            boots,
+            mem,
+            accel,
+            fresh,
+            dry_run,
+            metal,
+            host,
+            out,
+        } => {
+            progress_sink("run");
             let suite = xtask::suite::load(&suite)?;
-            let out = out.unwrap_or_else(|| reftree::project_root().join("target/run").join(&suite.name));
-            let records = if metal || host.is_some() {
-                let mut records = Vec::new();
-                for i in 0..boots.max(1) {
-                    let log = out.join(format!("metal-{}.log", i + 1));
-                    let r = match &host {
-                        None => {
-                            let me = arch::parse_list(std::env::consts::ARCH)?.remove(0);
-                            xtask::run::metal(&xtask::harness::build_harness(&me)?, &suite, &log)?
-                        }
-                        Some(h) => xtask::run::ssh(h, &suite, &log)?,
-                    };
-                    eprintln!(
-                        "[run] metal {} {} ({}): {:?}, {} results, {} failed runs",
-                        r.provenance.host.as_deref().unwrap_or(""),
-                        r.provenance.kernel,
-                        r.provenance.cpu_model,
-                        r.boot.status,
-                        r.boot.results.len(),
-                        r.boot.failures.len()
-                    );
-                    records.push(r);
-                }
-                records
-            } else {
-                let tree = tree.resolve()?;
-                let commit = tree::resolve_commit(&tree, commit.as_deref().unwrap_or("HEAD"))?;
-                let clocks = parse_clocks(&clock)?;
-                let cpus = parse_cpus(&cpus)?;
-                let plan = xtask::run::Plan {
-                    tree,
-                    commit,
-                    arches: arch::parse_list(&b.arch)?,
-                    suite,
-                    cpus,
-                    clocks,
-                    boots: boots.max(1),
-                    mem_mib: mem,
-                    accel,
-                    out: out.clone(),
-                    build: b.options(),
-                };
-                xtask::run::run_plan(&plan)?
+            let out = out.unwrap_or_else(|| cmd::run::default_out(&suite.name));
+            let target = match (&host, metal) {
+                (Some(h), _) => Some(xtask::metal::Target::ssh(h)?),
+                (None, true) => Some(xtask::metal::Target::Local),
+                (None, false) => None,
             };
+            let (tree, commit) = if target.is_some() {
+                (
+                    tree::TreeHandle { repo_path: PathBuf::new(), key: String::new(), label: String::new() },
+                    String::new(),
+                )
+            } else {
+                let t = tree.resolve()?;
+                let c = tree::resolve_commit(&t, commit.as_deref().unwrap_or("HEAD"))?;
+                (t, c)
+            };
+            let spec = Spec {
+                arches: arch::parse_list(&b.arch)?,
+                cpus: parse_cpus(&cpus)?,
+                reps: boots.max(1),
+                suite,
+                clocks: parse_clocks(&clock)?,
+                accel,
+                mem_mib: mem,
+                build: b.options(),
+                from: None,
+                out_root: out.clone(),
+                fresh,
+                target,
+                cpus_given: false,
+                boot_timeout: std::time::Duration::from_secs(600),
+            };
+            let records =
+                match cmd::run::run(&cmd::run::RunOptions { tree, commit, spec, out: out.clone(), dry_run })?
+                {
+                    RunResult::Plan(p) => {
+                        print!("{p}");
+                        return Ok(());
+                    }
+                    RunResult::Done(r) => r,
+                };
             for r in &records {
                 for f in &r.boot.failures {
                     println!("failed run: {} {}: {}", r.provenance.arch, f.id, f.reason);
@@ -529,8 +483,8 @@ fn run(cli: Cli) -> Result<()> {
                     }
                 }
             }
-            print!("{}", xtask::run::variation_table(&records));
-            println!("records: {}", out.join("records.jsonl").display());
+            print!("{}", cmd::run::variation_table(&records));
+            println!("records: {}", cmd::run::records_path(&out).display());
         }
         Command::Ref { name } => {
             let r = reftree::provision(name.as_deref())?;

@@ -30,6 +30,15 @@ pub enum Target {
     Ssh(String),
 }
 
+impl From<&Target> for crate::model::Target {
+    fn from(t: &Target) -> Self {
+        match t {
+            Target::Local => crate::model::Target::Local,
+            Target::Ssh(d) => crate::model::Target::Ssh(d.clone()),
+        }
+    }
+}
+
 impl Target {
     pub fn ssh(dest: &str) -> Result<Target> {
         if dest.is_empty()
@@ -190,13 +199,13 @@ echo "vendor=$(cat /sys/class/dmi/id/sys_vendor 2>/dev/null) $(cat /sys/class/dm
 echo "cmdline=$(cat /proc/cmdline)"
 "#;
 
-/// `uname -m` to our architecture names.
+/// `uname -m` to our architecture names (the table's `machine_names`).
 pub fn machine_to_arch(m: &str) -> String {
-    match m {
-        "aarch64" | "arm64" => "arm64".into(),
-        "ppc64le" => "ppc64le".into(),
-        other => other.to_string(),
-    }
+    crate::arch::table()
+        .ok()
+        .and_then(|t| t.from_machine(m))
+        .map(|a| a.name.clone())
+        .unwrap_or_else(|| m.to_string())
 }
 
 /// `0-3,6,8-9` (sysfs CPU lists) to a count.
@@ -274,9 +283,17 @@ pub fn loaded_modules(t: &Target) -> Result<String> {
     t.read("cat /proc/modules 2>/dev/null; true")
 }
 
-/// The word on the kernel command line that says which kernel we booted.
+/// The key of the word on the kernel command line that says which kernel we booted.
+pub const TOKEN: &str = "mmeval.kernel=";
+
+/// That word for a kernel.
 pub fn token(variant: &str, commit: &str) -> String {
-    format!("mmeval.kernel={variant}/{}", &commit[..commit.len().min(12)])
+    format!("{TOKEN}{variant}/{}", &commit[..commit.len().min(12)])
+}
+
+/// Whether a machine with this command line runs one of our test kernels.
+pub fn runs_test_kernel(cmdline: &str) -> bool {
+    cmdline.split_whitespace().any(|w| w.starts_with(TOKEN))
 }
 
 /// The command line for a test kernel: the machine's own one without the boot loader's
@@ -315,26 +332,18 @@ pub struct Home {
 }
 
 impl Home {
-    /// Reads it from `dir/host.json`, or takes it now (refusing when the machine runs one
-    /// of our test kernels: its config is not the machine's own).
-    pub fn load_or_take(t: &Target, facts: &Facts, dir: &Path) -> Result<Home> {
-        let path = dir.join("host.json");
-        let in_test_kernel = facts.cmdline.split_whitespace().any(|w| w.starts_with("mmeval.kernel="));
-        // Saved facts count only while the machine runs one of our kernels; on its own
-        // kernel they are taken again (it may have been upgraded since).
-        if in_test_kernel {
-            if let Ok(text) = std::fs::read_to_string(&path) {
-                let h: Home =
-                    serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))?;
-                if h.target == t.plan_name() {
-                    return Ok(h);
-                }
+    /// The saved home while the machine runs one of our test kernels (its config is not
+    /// the machine's own then); else taken now, from the running kernel (it may have
+    /// been upgraded since). The flag says it was taken now and should be saved.
+    pub fn resolve(t: &Target, facts: &Facts, saved: Option<Home>) -> Result<(Home, bool)> {
+        if runs_test_kernel(&facts.cmdline) {
+            if let Some(h) = saved.filter(|h| h.target == t.plan_name()) {
+                return Ok((h, false));
             }
-
             bail!(
                 "{} runs a test kernel of another evaluation ({}); boot its own kernel, then run this again",
                 t.describe(),
-                facts.cmdline.split_whitespace().find(|w| w.starts_with("mmeval.kernel=")).unwrap_or("")
+                facts.cmdline.split_whitespace().find(|w| w.starts_with(TOKEN)).unwrap_or("")
             );
         }
         let (config_source, config) = running_config(t)?;
@@ -345,9 +354,7 @@ impl Home {
             config,
             modules: loaded_modules(t)?,
         };
-        std::fs::create_dir_all(dir)?;
-        crate::eval::write_json(&path, &h)?;
-        Ok(h)
+        Ok((h, true))
     }
 
     /// The build options' view: the machine's config as the base of every build.

@@ -11,20 +11,23 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use xshell::{cmd, Shell};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub use crate::model::Clock;
+
+/// How QEMU runs the guest: hardware virtualisation or TCG emulation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Accel {
+pub enum Virt {
     Kvm,
     Tcg,
 }
 
-/// What guest time means: the host's wall clock, or one nanosecond per guest
-/// instruction (QEMU `-icount shift=0`), which repeats to well under 0.1%.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Clock {
-    Wall,
-    Instructions,
+impl From<Virt> for crate::model::Accel {
+    fn from(v: Virt) -> Self {
+        match v {
+            Virt::Kvm => crate::model::Accel::Kvm,
+            Virt::Tcg => crate::model::Accel::Tcg,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -34,7 +37,7 @@ pub struct BootSpec {
     pub initrd: Option<PathBuf>,
     pub cpus: u32,
     pub mem_mib: u32,
-    pub accel: Accel,
+    pub accel: Virt,
     pub clock: Clock,
     /// Kernel command line words beyond console/panic (e.g. the harness's).
     pub append: Vec<String>,
@@ -56,8 +59,8 @@ pub fn qemu_argv(spec: &BootSpec, serial_log: &Path) -> Vec<String> {
     let a = &spec.arch;
     let mut v: Vec<String> = vec!["-M".into(), a.machine.clone()];
     match spec.accel {
-        Accel::Kvm => v.extend(["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()]),
-        Accel::Tcg => v.extend(["-accel".into(), "tcg".into(), "-cpu".into(), a.cpu.clone()]),
+        Virt::Kvm => v.extend(["-accel".into(), "kvm".into(), "-cpu".into(), "host".into()]),
+        Virt::Tcg => v.extend(["-accel".into(), "tcg".into(), "-cpu".into(), a.cpu.clone()]),
     }
     if spec.clock == Clock::Instructions {
         v.extend(["-icount".into(), "shift=0".into()]);
@@ -140,7 +143,7 @@ pub fn smoke(arch: &Arch, kernel: &Path, log: &Path) -> Result<String> {
         initrd: None,
         cpus: 1,
         mem_mib: 256,
-        accel: Accel::Tcg,
+        accel: Virt::Tcg,
         clock: Clock::Wall,
         append: vec![],
     };
@@ -172,14 +175,14 @@ mod tests {
         let table = crate::arch::table().unwrap();
         let mut out = String::new();
         for (name, accel, clock) in [
-            ("x86_64", Accel::Tcg, Clock::Wall),
-            ("x86_64", Accel::Kvm, Clock::Wall),
-            ("x86_64", Accel::Tcg, Clock::Instructions),
-            ("arm64", Accel::Tcg, Clock::Wall),
-            ("ppc64le", Accel::Tcg, Clock::Instructions),
+            ("x86_64", Virt::Tcg, Clock::Wall),
+            ("x86_64", Virt::Kvm, Clock::Wall),
+            ("x86_64", Virt::Tcg, Clock::Instructions),
+            ("arm64", Virt::Tcg, Clock::Wall),
+            ("ppc64le", Virt::Tcg, Clock::Instructions),
         ] {
             let spec = BootSpec {
-                arch: table[name].clone(),
+                arch: table.get(name).unwrap().clone(),
                 kernel: "/k/image".into(),
                 initrd: Some("/k/initrd.cpio".into()),
                 cpus: 2,

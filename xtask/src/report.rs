@@ -3,10 +3,13 @@
 //! loses nothing finished) and rendered into the email and the HTML page. Pure types.
 
 use crate::apply::ApplyFailure;
-use crate::compare::{Comparison, Verdict};
+use crate::compare::{self, Comparison, Tagged, Thresholds, Verdict};
 use crate::mail::Addr;
+use crate::model::{Accel, Clock, Target};
+use crate::record::Stored;
 use crate::serial::{BootStatus, RunFailure};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Bumped when a field changes meaning; readers check it.
 pub const FORMAT: u32 = 1;
@@ -105,14 +108,14 @@ pub struct TreeInfo {
 pub struct PlanInfo {
     pub arches: Vec<String>,
     pub cpus: Vec<u32>,
-    pub clocks: Vec<String>,
+    pub clocks: Vec<Clock>,
     pub reps: usize,
     pub suite: String,
     pub suite_runs: usize,
     /// "ABBA": boots of the variants alternate, the order flipping every round.
     pub order: String,
     /// qemu, metal, or ssh:<dest>.
-    pub target: String,
+    pub target: Target,
     pub mem_mib: u32,
     pub variants: Vec<String>,
 }
@@ -132,6 +135,22 @@ pub struct BuildEntry {
     pub step: Option<String>,
     pub errors: Vec<String>,
     pub log: String,
+    /// Built from a machine's own config: where that config came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_config: Option<String>,
+    /// The preemption model the build's .config ended with (`PREEMPT`, `PREEMPT_LAZY` ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preempt: Option<String>,
+}
+
+impl BuildEntry {
+    /// Where the machine config of a build from one came from. Reports of format 1
+    /// written before the field existed said so only in the first fragment's name.
+    pub fn machine_config(&self) -> Option<&str> {
+        self.machine_config
+            .as_deref()
+            .or_else(|| self.fragments.first().and_then(|f| f.strip_prefix("config of ")))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -139,8 +158,8 @@ pub struct BootEntry {
     pub arch: String,
     pub variant: String,
     pub cpus: u32,
-    pub clock: String,
-    pub accel: String,
+    pub clock: Clock,
+    pub accel: Accel,
     pub rep: usize,
     pub status: BootStatus,
     pub kernel: String,
@@ -156,7 +175,7 @@ pub struct BootEntry {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Machine {
     pub arch: String,
-    pub accel: String,
+    pub accel: Accel,
     pub cpu_model: String,
     pub emulator: String,
     pub machine: String,
@@ -206,4 +225,95 @@ impl Report {
     pub fn count(&self, v: Verdict) -> usize {
         self.comparisons.iter().filter(|c| c.verdict == v).count()
     }
+}
+
+/// What the report says about the emulators and the machine, gathered once before the
+/// report is assembled (it takes running `qemu --version` and the machine's facts).
+#[derive(Debug, Clone, Default)]
+pub struct EnvFacts {
+    /// Per architecture: the QEMU version and the machine it emulates.
+    pub qemu: BTreeMap<String, (String, String)>,
+    /// The real machine, described (`--metal`, `--host`).
+    pub machine: Option<String>,
+}
+
+pub fn boot_entry(s: &Stored) -> BootEntry {
+    let r = &s.record;
+    BootEntry {
+        arch: r.provenance.arch.clone(),
+        variant: s.variant.clone(),
+        cpus: r.provenance.vcpus,
+        clock: r.provenance.clock,
+        accel: r.provenance.accel,
+        rep: s.rep,
+        status: r.boot.status,
+        kernel: r.provenance.kernel.clone(),
+        results: r.boot.results.len(),
+        failures: r.boot.failures.clone(),
+        warnings: r.boot.warnings.clone(),
+        excerpt: r.boot.excerpt.clone(),
+        corrupt_lines: r.boot.corrupt_lines,
+        seconds: r.seconds,
+        log: r.log.display().to_string(),
+    }
+}
+
+/// One entry per (arch, accelerator) the boots ran on. Pure.
+pub fn machines(done: &[Stored], mem_mib: u32, env: &EnvFacts) -> Vec<Machine> {
+    let mut out: Vec<Machine> = Vec::new();
+    for s in done {
+        let p = &s.record.provenance;
+        let boot_env = s.record.boot.env.clone().unwrap_or_default();
+        if let Some(m) = out.iter_mut().find(|m| m.arch == p.arch && m.accel == p.accel) {
+            if !m.vcpus.contains(&p.vcpus) {
+                m.vcpus.push(p.vcpus);
+                m.vcpus.sort();
+            }
+            continue;
+        }
+        let (emulator, machine, mem) = match (p.accel, &env.machine) {
+            (Accel::Metal, Some(desc)) => (String::new(), desc.clone(), 0),
+            _ => {
+                let (v, m) = env.qemu.get(&p.arch).cloned().unwrap_or_default();
+                (v, m, mem_mib)
+            }
+        };
+        out.push(Machine {
+            arch: p.arch.clone(),
+            accel: p.accel,
+            cpu_model: p.cpu_model.clone(),
+            emulator,
+            machine,
+            vcpus: vec![p.vcpus],
+            mem_mib: mem,
+            page_size: boot_env.page_size,
+            thp: boot_env.thp,
+        });
+    }
+    out
+}
+
+/// Every variant after the first against the first, per cell and workload of the suite.
+pub fn comparisons(
+    done: &[Stored],
+    variants: &[String],
+    suite: &crate::suite::Suite,
+    t: &Thresholds,
+) -> Vec<Comparison> {
+    let mut tagged = Vec::new();
+    for s in done {
+        let p = &s.record.provenance;
+        for run in &suite.runs {
+            tagged.push(Tagged {
+                arch: &p.arch,
+                accel: p.accel,
+                clock: p.clock,
+                cpus: p.vcpus,
+                variant: &s.variant,
+                sample: s.record.boot.results.iter().find(|r| r.id == run.id),
+                id: &run.id,
+            });
+        }
+    }
+    variants.iter().skip(1).flat_map(|v| compare::compare(&tagged, &variants[0], v, t)).collect()
 }

@@ -46,3 +46,16 @@ pub fn resolve_commit(tree: &TreeHandle, spec: &str) -> Result<String> {
         .with_context(|| format!("`{spec}` is not a commit in {}", tree.label))?;
     Ok(c.id().to_string())
 }
+
+/// The kernel release a commit's Makefile says (`7.2.13`, `6.12`).
+pub fn release_of(tree: &TreeHandle, commit: &str) -> Option<String> {
+    let repo = git2::Repository::open(&tree.repo_path).ok()?;
+    let blob = repo.revparse_single(&format!("{commit}:Makefile")).ok()?.peel_to_blob().ok()?;
+    let text = String::from_utf8_lossy(blob.content()).into_owned();
+    let field = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k).map(|v| v.trim_start_matches([' ', '=']).trim().to_string()))
+    };
+    let (v, p, s) = (field("VERSION")?, field("PATCHLEVEL")?, field("SUBLEVEL").unwrap_or_default());
+    Some(if s.is_empty() || s == "0" { format!("{v}.{p}") } else { format!("{v}.{p}.{s}") })
+}

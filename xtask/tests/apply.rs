@@ -64,6 +64,7 @@ fn assert_same_as_git_am(
     let s = input::read_series(mbox, choice).unwrap();
     let ours =
         apply::apply_series(&repo, &s, Oid::from_str(base).unwrap(), &format!("refs/heads/eval/{}", s.slug))
+            .and_then(apply::ApplyOutcome::applied)
             .unwrap_or_else(|e| panic!("{}: {e:#}", mbox.display()));
 
     let scratch = tempfile::tempdir().unwrap();
@@ -195,7 +196,7 @@ fn the_users_checkout_is_never_touched() {
     let head_before = git(tmp.path(), &["rev-parse", "HEAD"]);
 
     let s = input::read_series(&data("series/good-v2.mbox"), series::Choice::default()).unwrap();
-    let applied = apply::apply_to_repo(tmp.path(), &s, None).unwrap();
+    let applied = apply::apply_to_repo(tmp.path(), &s, None).unwrap().applied().unwrap();
 
     assert_eq!(snapshot(tmp.path()), before, "HEAD, index, config or work tree changed");
     assert_eq!(git(tmp.path(), &["rev-parse", "HEAD"]), head_before);
@@ -204,7 +205,7 @@ fn the_users_checkout_is_never_touched() {
     assert_eq!(applied.base_source, "the series' base-commit");
     assert_eq!(git(tmp.path(), &["rev-parse", &applied.refname]).trim(), applied.tip);
     // Deterministic: the same series on the same base gives the same commits.
-    let again = apply::apply_to_repo(tmp.path(), &s, None).unwrap();
+    let again = apply::apply_to_repo(tmp.path(), &s, None).unwrap().applied().unwrap();
     assert_eq!(again.tip, applied.tip);
 }
 
@@ -213,8 +214,10 @@ fn a_patch_that_does_not_apply_names_patch_file_and_hunk() {
     let tmp = tempfile::tempdir().unwrap();
     toy_repo(tmp.path());
     let s = input::read_series(&data("series/does-not-apply.mbox"), series::Choice::default()).unwrap();
-    let err = apply::apply_to_repo(tmp.path(), &s, None).unwrap_err();
-    let failure = err.downcast_ref::<apply::ApplyFailure>().expect("an ApplyFailure, not a tool error");
+    let failure = match apply::apply_to_repo(tmp.path(), &s, None).unwrap() {
+        apply::ApplyOutcome::Failed(f) => f,
+        apply::ApplyOutcome::Applied(a) => panic!("it applied: {}", a.tip),
+    };
     assert_eq!((failure.number, failure.file.as_deref()), (1, Some("mm/toy.c")));
     expect![[r#"patch 1/1 "toy: count present entries as booleans" does not apply: mm/toy.c, hunk #1 `@@ -32,7 +32,7 @@ long toy_count_present(const struct toy_pte *pte, long nr)` (patch failed: mm/toy.c:32; three-way: the preimage blob 1234567 of mm/toy.c is not in this repository)"#]]
         .assert_eq(&failure.to_string());

@@ -16,7 +16,9 @@ fn reference_kernels_build_boot_and_rebuild_as_a_no_op() {
     let commit = reftree::provision(None).unwrap().commit;
     let opts = build::BuildOptions::default();
     for a in arch::parse_list("all").unwrap() {
-        let first = build::build(&t, &commit, &a, &opts, "baseline").unwrap_or_else(|e| panic!("{e:#}"));
+        let first = build::build(&t, &commit, &a, &opts, "baseline")
+            .and_then(build::BuildOutcome::artifacts)
+            .unwrap_or_else(|e| panic!("{e:#}"));
         let m = &first.meta;
         assert_eq!(
             (m.arch.as_str(), m.commit.as_str(), m.tree.as_str()),
@@ -35,7 +37,7 @@ fn reference_kernels_build_boot_and_rebuild_as_a_no_op() {
         assert!(std::fs::metadata(&first.image).unwrap().len() > 500_000, "{} image too small", a.name);
 
         // The same request again is answered from the store, without make.
-        let again = build::build(&t, &commit, &a, &opts, "baseline").unwrap();
+        let again = build::build(&t, &commit, &a, &opts, "baseline").unwrap().artifacts().unwrap();
         assert!(again.reused, "{} rebuilt", a.name);
         assert_eq!(again.meta, first.meta);
 
@@ -50,11 +52,12 @@ fn reference_kernels_build_boot_and_rebuild_as_a_no_op() {
 fn a_broken_patch_gives_the_compilers_error() {
     let t = reference();
     let s = input::read_series(&common::data("kernel/broken-build.mbox"), series::Choice::default()).unwrap();
-    let applied = apply::apply_to_repo(&t.repo_path, &s, None).unwrap();
+    let applied = apply::apply_to_repo(&t.repo_path, &s, None).unwrap().applied().unwrap();
     let x86 = &arch::parse_list("x86_64").unwrap()[0];
-    let err = build::build(&t, &applied.tip, x86, &build::BuildOptions::default(), "patched").unwrap_err();
-    let f =
-        err.downcast_ref::<build::BuildFailure>().unwrap_or_else(|| panic!("not a BuildFailure: {err:#}"));
+    let f = match build::build(&t, &applied.tip, x86, &build::BuildOptions::default(), "patched").unwrap() {
+        build::BuildOutcome::Failed(f) => f,
+        build::BuildOutcome::Built(a) => panic!("a broken patch built: {}", a.image.display()),
+    };
     assert_eq!(
         (f.arch.as_str(), f.step.as_str(), f.commit.as_str()),
         ("x86_64", "make", applied.tip.as_str())
@@ -81,9 +84,10 @@ fn a_fragment_option_that_does_not_survive_is_named() {
     std::fs::write(&frag, "CONFIG_MMEVAL_NO_SUCH_OPTION=y\nCONFIG_SMP=y\n").unwrap();
     let opts = build::BuildOptions { extra_fragments: vec![frag], ..Default::default() };
     let x86 = &arch::parse_list("x86_64").unwrap()[0];
-    let err = build::build(&t, &commit, x86, &opts, "baseline").unwrap_err();
-    let f =
-        err.downcast_ref::<build::BuildFailure>().unwrap_or_else(|| panic!("not a BuildFailure: {err:#}"));
+    let f = match build::build(&t, &commit, x86, &opts, "baseline").unwrap() {
+        build::BuildOutcome::Failed(f) => f,
+        build::BuildOutcome::Built(a) => panic!("built with a lost option: {}", a.image.display()),
+    };
     assert!(f.step.starts_with("configuration"), "{}", f.step);
     assert_eq!(f.errors, vec!["CONFIG_MMEVAL_NO_SUCH_OPTION: asked y, got n".to_string()]);
     // Its own build directory: the shared x86_64 one is untouched.

@@ -4,10 +4,11 @@
 mod common;
 
 use expect_test::expect_file;
+use xtask::compare;
 use xtask::compare::Verdict;
 use xtask::mail::Addr;
+use xtask::render::{self, Templates};
 use xtask::report::Report;
-use xtask::{compare, email, reftree};
 
 fn load(name: &str) -> Report {
     serde_json::from_str(&std::fs::read_to_string(common::data(&format!("compare/{name}.json"))).unwrap())
@@ -15,20 +16,18 @@ fn load(name: &str) -> Report {
 }
 
 fn render(r: &Report) -> String {
-    let env = email::Envelope {
+    let env = render::Envelope {
         from: Addr { name: "Jörg Tester".into(), email: "joerg.tester@example.org".into() },
         date: "Sun, 22 Nov 2026 10:00:00 +0000".into(),
         message_id: "1795341600.0123456789ab.mmeval@example.org".into(),
     };
-    let template =
-        std::fs::read_to_string(reftree::project_root().join("templates/regression.eml.j2")).unwrap();
     let a = |e: &str| Addr { name: String::new(), email: e.into() };
-    email::render_regression(
+    render::regression::render(
         r,
         &env,
         &[a("linux-mm@kvack.org")],
         &[a("regressions@lists.linux.dev")],
-        &template,
+        &Templates::load().unwrap(),
     )
     .unwrap()
 }

@@ -6,19 +6,19 @@ mod common;
 
 use expect_test::expect_file;
 use xtask::mail::Addr;
+use xtask::render::{self, Templates};
 use xtask::report::Report;
-use xtask::{email, reftree};
 
-fn envelope() -> email::Envelope {
-    email::Envelope {
+fn envelope() -> render::Envelope {
+    render::Envelope {
         from: Addr { name: "Jörg Tester".into(), email: "joerg.tester@example.org".into() },
         date: "Sun, 22 Nov 2026 10:00:00 +0000".into(),
         message_id: "1795341600.0123456789ab.mmeval@example.org".into(),
     }
 }
 
-fn template() -> String {
-    std::fs::read_to_string(reftree::project_root().join("templates/reply.eml.j2")).unwrap()
+fn template() -> Templates {
+    Templates::load().unwrap()
 }
 
 fn fixtures() -> Vec<(String, Report)> {
@@ -56,7 +56,7 @@ fn every_report_renders_to_its_golden() {
         assert!(names.contains(&want), "no {want} fixture in {names:?}");
     }
     for (name, r) in &all {
-        let text = email::render(r, &envelope(), &template()).unwrap();
+        let text = render::reply::render(r, &envelope(), &template()).unwrap();
         expect_file![format!("data/reports-golden/{name}.eml")].assert_eq(&text);
     }
 }
@@ -64,7 +64,7 @@ fn every_report_renders_to_its_golden() {
 #[test]
 fn two_revisions_side_by_side() {
     let (_, r) = fixtures().into_iter().find(|(n, _)| n == "two-revisions").unwrap();
-    let text = email::render(&r, &envelope(), &template()).unwrap();
+    let text = render::reply::render(&r, &envelope(), &template()).unwrap();
     // Replies to the newest revision's cover letter.
     assert!(text.contains("\nSubject: Re: [PATCH v2 0/2] "));
     let header = text.lines().find(|l| l.trim_start().starts_with("baseline")).unwrap();
@@ -79,7 +79,7 @@ fn two_revisions_side_by_side() {
 #[test]
 fn tested_by_only_when_everything_passed() {
     for (name, r) in fixtures() {
-        let text = email::render(&r, &envelope(), &template()).unwrap();
+        let text = render::reply::render(&r, &envelope(), &template()).unwrap();
         let has = text.lines().any(|l| l == "Tested-by: Jörg Tester <joerg.tester@example.org>");
         let expect = matches!(
             name.as_str(),
@@ -93,7 +93,7 @@ fn tested_by_only_when_everything_passed() {
 #[test]
 fn a_real_mail_parser_reads_every_reply() {
     for (name, r) in fixtures() {
-        let text = email::render(&r, &envelope(), &template()).unwrap();
+        let text = render::reply::render(&r, &envelope(), &template()).unwrap();
         let m = mailparse::parse_mail(text.as_bytes()).unwrap();
         let h = |k: &str| mailparse::MailHeaderMap::get_first_value(&m.headers[..], k).unwrap_or_default();
         let subject = h("Subject");
@@ -129,7 +129,7 @@ fn git_send_email_accepts_every_reply() {
     let dir = tempfile::tempdir().unwrap();
     for (name, r) in fixtures() {
         let path = dir.path().join(format!("{name}.eml"));
-        std::fs::write(&path, email::render(&r, &envelope(), &template()).unwrap()).unwrap();
+        std::fs::write(&path, render::reply::render(&r, &envelope(), &template()).unwrap()).unwrap();
         // --dry-run with a program as the "server": nothing leaves the machine.
         // Sent as the tester, as a tester would; the header Ccs stay.
         let out = std::process::Command::new("git")
@@ -160,7 +160,7 @@ fn header_values_from_mail_cannot_inject_headers() {
     r.reply_to.message_id = Some("id@x>\r\nX-Injected: yes".into());
     r.reply_to.references = vec!["a@b>\nX-Also: yes".into()];
     r.reply_to.cc.push(Addr { name: "Name\r\nX-Cc: 1".into(), email: "c@d\r\nX-E: 2".into() });
-    let text = email::render(&r, &envelope(), &template()).unwrap();
+    let text = render::reply::render(&r, &envelope(), &template()).unwrap();
     let head = text.split("\n\n").next().unwrap();
     for l in head.lines() {
         let name = l.split(':').next().unwrap();

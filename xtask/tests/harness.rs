@@ -5,7 +5,7 @@
 mod common;
 
 use std::process::Command;
-use xtask::{arch, build, cpio, harness, qemu, reftree, run, serial, suite, tree};
+use xtask::{arch, build, cpio, harness, qemu, reftree, serial, suite, tree};
 
 #[test]
 fn the_initramfs_reads_back_with_cpio() {
@@ -52,12 +52,21 @@ fn the_harness_is_a_static_binary_for_every_arch() {
 
 #[test]
 fn the_quick_suite_runs_on_this_hosts_kernel() {
-    let me = &arch::parse_list(std::env::consts::ARCH).unwrap()[0];
+    let me = arch::table().unwrap().host().expect("this host's architecture is in the table");
     let dir = tempfile::tempdir().unwrap();
     let s = suite::load("quick").unwrap();
-    let r = run::metal(&harness::build_harness(me).unwrap(), &s, &dir.path().join("metal.log")).unwrap();
+    let log = dir.path().join("metal.log");
+    let (boot, seconds) = xtask::metal::run_harness(
+        &xtask::metal::Target::Local,
+        &harness::build_harness(me).unwrap(),
+        &s,
+        &log,
+    )
+    .unwrap();
+    let r = xtask::backend::machine::record(boot, seconds, &log, None, &me.name);
     assert_eq!(r.boot.status, serial::BootStatus::Ok, "{:#?}", r.boot);
-    assert_eq!(r.provenance.accel, "metal");
+    assert_eq!(r.provenance.accel, xtask::model::Accel::Metal);
+    assert_eq!(r.provenance.arch, me.name);
     assert!(!r.provenance.cpu_model.is_empty() && !r.provenance.kernel.is_empty());
     // Every run either measured or said why not (large folios need root).
     assert_eq!(r.boot.results.len() + r.boot.failures.len(), s.runs.len());
@@ -72,29 +81,34 @@ fn the_quick_suite_boots_on_every_arch_under_qemu() {
     let out = tempfile::tempdir().unwrap();
     for a in arch::parse_list("all").unwrap() {
         build::check_qemu(&a).unwrap();
-        let k = build::build(&t, &commit, &a, &build::BuildOptions::default(), "baseline").unwrap();
+        let k = build::build(&t, &commit, &a, &build::BuildOptions::default(), "baseline")
+            .unwrap()
+            .artifacts()
+            .unwrap();
         let initrd = harness::initramfs(&a, &s).unwrap();
         for clock in [qemu::Clock::Wall, qemu::Clock::Instructions] {
-            let b = run::QemuBoot {
+            let b = xtask::backend::qemu::QemuBoot {
                 arch: &a,
                 kernel: &k.image,
                 kernel_release: "",
                 initrd: &initrd,
                 cpus: 2,
                 mem_mib: 1024,
-                accel: qemu::Accel::Tcg,
+                accel: qemu::Virt::Tcg,
                 clock,
                 deadline: std::time::Duration::from_secs(s.deadline_s),
             };
-            let r = run::qemu_boot(&b, &out.path().join(format!("{}-{clock:?}.log", a.name))).unwrap();
+            let r =
+                xtask::backend::qemu::qemu_boot(&b, &out.path().join(format!("{}-{clock:?}.log", a.name)))
+                    .unwrap();
             assert_eq!(r.boot.status, serial::BootStatus::Ok, "{} {clock:?}: {:#?}", a.name, r.boot.excerpt);
             assert!(r.boot.failures.is_empty(), "{} {clock:?}: {:?}", a.name, r.boot.failures);
             assert_eq!(r.boot.results.len(), s.runs.len(), "{} {clock:?}", a.name);
             let env = r.boot.env.as_ref().unwrap();
             assert!(env.kernel.starts_with("7.2.13"), "{}", env.kernel);
             assert_eq!(env.cpus, 2);
-            assert_eq!((r.provenance.accel.as_str(), r.provenance.vcpus), ("tcg", 2));
-            assert_eq!(r.provenance.clock, if clock == qemu::Clock::Wall { "wall" } else { "instructions" });
+            assert_eq!((r.provenance.accel, r.provenance.vcpus), (xtask::model::Accel::Tcg, 2));
+            assert_eq!(r.provenance.clock, clock);
         }
     }
 }

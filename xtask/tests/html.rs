@@ -6,8 +6,8 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
+use xtask::render::{html, Templates};
 use xtask::report::Report;
-use xtask::{html, reftree};
 
 fn chromium(args: &[&str], page: &Path, profile: &Path) -> std::process::Output {
     Command::new("chromium")
@@ -21,9 +21,8 @@ fn chromium(args: &[&str], page: &Path, profile: &Path) -> std::process::Output 
 }
 
 fn page(r: &Report, dir: &Path, name: &str) -> std::path::PathBuf {
-    let template = std::fs::read_to_string(reftree::project_root().join("templates/report.html.j2")).unwrap();
     let path = dir.join(format!("{name}.html"));
-    std::fs::write(&path, html::render(r, &template, 0.05).unwrap()).unwrap();
+    std::fs::write(&path, html::render(r, &Templates::load().unwrap(), 0.05).unwrap()).unwrap();
     path
 }
 

@@ -163,7 +163,7 @@ fn eval_on_a_machine_reached_with_ssh_and_kexec() {
         ("mkfs.ext4", "e2fsprogs"),
     ])
     .unwrap();
-    let x86 = arch::table().unwrap()["x86_64"].clone();
+    let x86 = arch::table().unwrap().get("x86_64").unwrap().clone();
     build::check_qemu(&x86).unwrap();
 
     // The box's own kernel: the reference tree with the box's options.
@@ -171,7 +171,7 @@ fn eval_on_a_machine_reached_with_ssh_and_kexec() {
     let commit = tree::resolve_commit(&tree, "HEAD").unwrap();
     let fragment = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/box/box.config");
     let opts = build::BuildOptions { extra_fragments: vec![fragment], ..Default::default() };
-    let kernel = build::build(&tree, &commit, &x86, &opts, "box").unwrap();
+    let kernel = build::build(&tree, &commit, &x86, &opts, "box").unwrap().artifacts().unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("id");

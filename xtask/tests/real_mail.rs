@@ -128,6 +128,7 @@ fn ours(
     let r = Repository::open(repo).unwrap();
     let applied =
         apply::apply_series(&r, &s, Oid::from_str(base).unwrap(), &format!("refs/heads/eval/{}", s.slug))
+            .and_then(apply::ApplyOutcome::applied)
             .unwrap_or_else(|e| panic!("{}: {e:#}", mbox.display()));
     (s, applied)
 }
@@ -742,8 +743,11 @@ index 0000000..2222222
     let mbox = s.save("symlink.eml", evil.as_bytes());
     let series = input::read_series(&mbox, default()).unwrap();
     let r = Repository::open(&s.path).unwrap();
-    let e = apply::apply_series(&r, &series, Oid::from_str(&base).unwrap(), "refs/heads/eval/x").unwrap_err();
-    let f = e.downcast_ref::<apply::ApplyFailure>().expect("a patch failure");
+    let f =
+        match apply::apply_series(&r, &series, Oid::from_str(&base).unwrap(), "refs/heads/eval/x").unwrap() {
+            apply::ApplyOutcome::Failed(f) => f,
+            apply::ApplyOutcome::Applied(_) => panic!("a write through a symlink applied"),
+        };
     assert!(f.detail.contains("beyond a symbolic link"), "{f}");
     assert!(r.find_reference("refs/heads/eval/x").is_err());
     // git am refuses it too.

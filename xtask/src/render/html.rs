@@ -4,14 +4,15 @@
 //! (labels live in the HTML); every string is escaped by minijinja's HTML auto-escape.
 //! Pure.
 
-use crate::compare::{Comparison, Side, Verdict};
+use super::Templates;
+use crate::compare::{self, Comparison, Side, Verdict};
+use crate::model::Accel;
 use crate::report::Report;
 use crate::stats;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use serde::Serialize;
-use std::collections::BTreeMap;
 
 const BASE: RGBColor = RGBColor(9, 105, 218);
 const NEW: RGBColor = RGBColor(188, 76, 0);
@@ -125,23 +126,18 @@ fn row(c: &Comparison) -> Result<Row> {
     })
 }
 
-/// Renders `templates/report.html.j2` (its text in `template`).
-pub fn render(r: &Report, template: &str, alpha: f64) -> Result<String> {
-    let mut groups: BTreeMap<(String, String, String, u32), Vec<&Comparison>> = BTreeMap::new();
-    for c in &r.comparisons {
-        groups.entry((c.arch.clone(), c.accel.clone(), c.clock.clone(), c.cpus)).or_default().push(c);
-    }
-    let groups: Vec<Group> = groups
+/// `report.html` for `r`.
+pub fn render(r: &Report, templates: &Templates, alpha: f64) -> Result<String> {
+    let groups: Vec<Group> = compare::by_cell(&r.comparisons)
         .into_iter()
-        .map(|((arch, accel, clock, cpus), rows)| {
-            let accel = match accel.as_str() {
-                "tcg" => "QEMU TCG (emulated)".to_string(),
-                "kvm" => "QEMU KVM".to_string(),
-                a => a.to_string(),
+        .map(|(cell, rows)| {
+            let accel = match cell.accel {
+                Accel::Tcg => "QEMU TCG (emulated)",
+                Accel::Kvm => "QEMU KVM",
+                Accel::Metal => "metal",
             };
-            let clock = if clock == "wall" { "wall clock" } else { "instruction count" };
             Ok(Group {
-                title: format!("{arch}: {accel}, {cpus} vCPU, {clock}"),
+                title: format!("{}: {accel}, {} vCPU, {}", cell.arch, cell.cpus, cell.clock.words()),
                 rows: rows.into_iter().map(row).collect::<Result<_>>()?,
             })
         })
@@ -153,20 +149,20 @@ pub fn render(r: &Report, template: &str, alpha: f64) -> Result<String> {
     } else {
         "Not everything passed: see Failures.".to_string()
     };
-    let mut env = minijinja::Environment::new();
-    // The name decides auto-escaping: everything from mail and logs is escaped.
-    env.add_template("report.html", template).context("templates/report.html.j2 does not parse")?;
-    let html = env.get_template("report.html")?.render(minijinja::context! {
-        r => r,
-        groups => groups,
-        alpha => alpha,
-        verdict_line => verdict_line,
-        variants => r.plan.variants.iter().enumerate().map(|(i, v)| Variant {
-            name: v.clone(),
-            color: if i == 0 { "#0969da".into() } else { "#bc4c00".into() },
-        }).collect::<Vec<_>>(),
-        multi => r.plan.variants.len() > 2,
-        failures => crate::email::failures(r),
-    })?;
+    let html = templates.render(
+        super::PAGE,
+        minijinja::context! {
+            r => r,
+            groups => groups,
+            alpha => alpha,
+            verdict_line => verdict_line,
+            variants => r.plan.variants.iter().enumerate().map(|(i, v)| Variant {
+                name: v.clone(),
+                color: if i == 0 { "#0969da".into() } else { "#bc4c00".into() },
+            }).collect::<Vec<_>>(),
+            multi => r.plan.variants.len() > 2,
+            failures => super::prose::failures(r),
+        },
+    )?;
     Ok(html)
 }

@@ -1,0 +1,54 @@
+//! How a boot of the plan is run: one small interface, one module per way. QEMU on
+//! this machine ([`qemu::QemuHere`]), a real machine over ssh with kexec or this host
+//! itself ([`machine::Machine`]), and in tests a fake that replays recorded serial logs.
+//! A new backend is one module here and one arm in [`for_plan`].
+
+pub mod machine;
+pub mod qemu;
+
+use crate::model::Target;
+use crate::plan::{BootStep, Kernel, MachineRun, Plan};
+use crate::record::{BootRecord, Stored};
+use anyhow::Result;
+use std::path::Path;
+
+/// What came of asking for one boot.
+pub enum Booted {
+    /// The boot happened; its record says how it went (a kernel that panicked is data).
+    Record(BootRecord),
+    /// Not booted: what the user must do before running the same command again (this
+    /// host cannot kexec itself and carry on).
+    Pending(String),
+    /// Recorded, and then the run cannot go on (a machine that stopped answering): the
+    /// record is kept and the run stops with this message.
+    Stop(BootRecord, String),
+}
+
+pub trait Backend {
+    /// Boots `kernel` (its image for the step's architecture at `image`) once, runs the
+    /// harness, and leaves the serial log at `log`.
+    fn boot(&mut self, step: &BootStep, kernel: &Kernel, image: &Path, log: &Path) -> Result<Booted>;
+
+    /// After the last boot of the plan: put things back (a machine goes home to its
+    /// own kernel). What the user must still do, if anything.
+    fn finish(&mut self) -> Result<Option<String>> {
+        Ok(None)
+    }
+}
+
+/// The backend a plan's target calls for.
+pub fn for_plan<'a>(
+    plan: &'a Plan,
+    machine: Option<&'a MachineRun>,
+    done: &[Stored],
+    scratch: &Path,
+) -> Result<Box<dyn Backend + 'a>> {
+    Ok(match (&plan.target, machine) {
+        (Target::Qemu, _) => Box::new(qemu::QemuHere::new(plan, scratch)),
+        (Target::Local | Target::Ssh(_), Some(m)) if plan.as_found => {
+            Box::new(machine::AsFound::new(plan, m)?)
+        }
+        (Target::Local | Target::Ssh(_), Some(m)) => Box::new(machine::Machine::new(plan, m, done)?),
+        (t, None) => anyhow::bail!("a plan for {} needs the machine's facts", t.name()),
+    })
+}

@@ -1,0 +1,210 @@
+//! The value types every stage shares: where a number came from (accelerator, clock,
+//! target) and the cell it belongs to. Serialized exactly as the strings the report
+//! always had (`"tcg"`, `"wall"`, `"ssh:root@box"`), so old reports still read. Pure.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
+
+/// What ran the guest: KVM, QEMU's TCG emulation, or a real machine. (Variants in the
+/// order of their names: tables are sorted by it, as they always were.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Accel {
+    Kvm,
+    Metal,
+    Tcg,
+}
+
+impl Accel {
+    pub fn name(self) -> &'static str {
+        match self {
+            Accel::Kvm => "kvm",
+            Accel::Tcg => "tcg",
+            Accel::Metal => "metal",
+        }
+    }
+
+    /// As the tables print it.
+    pub fn upper(self) -> &'static str {
+        match self {
+            Accel::Kvm => "KVM",
+            Accel::Tcg => "TCG",
+            Accel::Metal => "METAL",
+        }
+    }
+}
+
+impl fmt::Display for Accel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What guest time means: the host's wall clock, or one nanosecond per guest
+/// instruction (QEMU `-icount shift=0`), which repeats to well under 0.1%. (Variants in
+/// the order of their names, as the tables are sorted.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Clock {
+    Instructions,
+    Wall,
+}
+
+impl Clock {
+    pub fn name(self) -> &'static str {
+        match self {
+            Clock::Wall => "wall",
+            Clock::Instructions => "instructions",
+        }
+    }
+
+    /// In prose: "wall clock", "instruction count".
+    pub fn words(self) -> &'static str {
+        match self {
+            Clock::Wall => "wall clock",
+            Clock::Instructions => "instruction count",
+        }
+    }
+
+    /// `--clock wall|instructions|both`.
+    pub fn parse_list(s: &str) -> Option<Vec<Clock>> {
+        match s {
+            "wall" => Some(vec![Clock::Wall]),
+            "instructions" => Some(vec![Clock::Instructions]),
+            "both" => Some(vec![Clock::Wall, Clock::Instructions]),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Clock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Where the boots run: QEMU here, this machine's own hardware, or a machine over ssh.
+/// Written `qemu`, `metal`, `ssh:<dest>`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Target {
+    Qemu,
+    Local,
+    Ssh(String),
+}
+
+impl Target {
+    pub fn name(&self) -> String {
+        match self {
+            Target::Qemu => "qemu".into(),
+            Target::Local => "metal".into(),
+            Target::Ssh(d) => format!("ssh:{d}"),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Target> {
+        match s {
+            "qemu" => Some(Target::Qemu),
+            "metal" => Some(Target::Local),
+            _ => s.strip_prefix("ssh:").map(|d| Target::Ssh(d.to_string())),
+        }
+    }
+
+    /// A real machine rather than QEMU.
+    pub fn is_machine(&self) -> bool {
+        !matches!(self, Target::Qemu)
+    }
+}
+
+impl Serialize for Target {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Target {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Target, D::Error> {
+        let s = String::deserialize(d)?;
+        Target::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown target `{s}`")))
+    }
+}
+
+/// One table of the report: every comparison measured on the same architecture,
+/// accelerator, clock and number of (v)CPUs.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Cell {
+    pub arch: String,
+    pub accel: Accel,
+    pub clock: Clock,
+    pub cpus: u32,
+}
+
+impl Cell {
+    /// The heading of the cell's table, with the number of boots behind it.
+    pub fn title(&self, boots: usize) -> String {
+        let clock = self.clock.words();
+        match self.accel {
+            Accel::Metal => format!(
+                "{} -- on the machine itself (metal), {} CPUs, {clock}; {boots} boots of each kernel",
+                self.arch, self.cpus
+            ),
+            Accel::Tcg => format!(
+                "{} -- QEMU TCG (emulated: not silicon timings), {} vCPU, {clock}; {boots} boots of each kernel",
+                self.arch, self.cpus
+            ),
+            Accel::Kvm => {
+                format!("{} -- QEMU KVM, {} vCPU, {clock}; {boots} boots of each kernel", self.arch, self.cpus)
+            }
+        }
+    }
+
+    /// "TCG, wall clock, 2 vCPU" or "on the machine itself, wall clock, 8 CPUs".
+    pub fn place(&self) -> String {
+        match self.accel {
+            Accel::Metal => format!("on the machine itself, {}, {} CPUs", self.clock.words(), self.cpus),
+            a => format!("{}, {}, {} vCPU", a.upper(), self.clock.words(), self.cpus),
+        }
+    }
+}
+
+/// One boot of the plan: which cell, which kernel, which round.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BootKey {
+    pub arch: String,
+    pub cpus: u32,
+    pub clock: Clock,
+    pub variant: String,
+    pub rep: usize,
+}
+
+impl fmt::Display for BootKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} {}cpu {} rep {}", self.arch, self.variant, self.cpus, self.clock, self.rep + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serialized_as_the_report_always_had_them() {
+        assert_eq!(serde_json::to_string(&Accel::Metal).unwrap(), "\"metal\"");
+        assert_eq!(serde_json::to_string(&Clock::Instructions).unwrap(), "\"instructions\"");
+        for t in [Target::Qemu, Target::Local, Target::Ssh("root@box".into())] {
+            let s = serde_json::to_string(&t).unwrap();
+            assert_eq!(serde_json::from_str::<Target>(&s).unwrap(), t, "{s}");
+        }
+        assert_eq!(serde_json::to_string(&Target::Ssh("root@box".into())).unwrap(), "\"ssh:root@box\"");
+        assert!(serde_json::from_str::<Target>("\"lab\"").is_err());
+    }
+
+    #[test]
+    fn titles() {
+        let c = Cell { arch: "x86_64".into(), accel: Accel::Tcg, clock: Clock::Wall, cpus: 1 };
+        assert_eq!(
+            c.title(9),
+            "x86_64 -- QEMU TCG (emulated: not silicon timings), 1 vCPU, wall clock; 9 boots of each kernel"
+        );
+        assert_eq!(c.place(), "TCG, wall clock, 1 vCPU");
+    }
+}
