@@ -54,10 +54,12 @@ pub fn machine(spec: &Spec, dir: &RunDir) -> Result<Option<MachineRun>> {
 
 /// The content ids a plan's key needs.
 pub fn ids(spec: &Spec, revision: Option<u32>) -> Result<Ids> {
+    let table = crate::arch::table()?;
     Ok(Ids {
         revision,
         harness: crate::harness::source_id()?,
         config: crate::build::fragments_id(&spec.build)?,
+        kvm_arches: table.rows().iter().filter(|a| table.kvm_possible(a)).map(|a| a.name.clone()).collect(),
     })
 }
 
