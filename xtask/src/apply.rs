@@ -1,6 +1,6 @@
 //! Applying a series in memory, like `git am -3`: each patch's diff is applied to the
 //! previous tree (hunks placed as `git apply` places them, offsets included: see
-//! [`crate::diff::apply_hunks`]), else three-way on the blobs its `index` lines name;
+//! [`crate::hunks::apply_hunks`]), else three-way on the blobs its `index` lines name;
 //! the result is committed with the mail's author, date and message. git2 holds the
 //! objects: only objects and one ref (`refs/heads/eval/<slug>`) are written; the user's
 //! HEAD, index and work tree are never read for writing, let alone changed.
@@ -8,7 +8,7 @@
 //! The committer is fixed (ours) and dated like the author, so the same series on the
 //! same base always gives the same commit ids: later stages key their caches on them.
 
-use crate::diff::{self, lossy, Change, Diff as ParsedDiff, FileDiff};
+use crate::diff::{lossy, Change, Diff as ParsedDiff, FileDiff};
 use crate::series::{Series, SeriesPatch};
 use anyhow::{anyhow, bail, Context, Result};
 use git2::{FileMode, ObjectType, Oid, Repository, Signature, Time};
@@ -393,7 +393,7 @@ fn apply_files(
             Some((_, oid, mode)) => o.content(oid, mode).map_err(refuse)?,
             None => Vec::new(),
         };
-        let (after, moved) = diff::apply_hunks(&before, &f.fragments).map_err(|m| {
+        let (after, moved) = crate::hunks::apply_hunks(&before, &f.fragments).map_err(|m| {
             (
                 Some(shown.clone()),
                 Some(format!("#{} `{}`", m.hunk, m.header)),

@@ -355,7 +355,10 @@ pub fn build(
             .transpose()
             .and_then(|_| std::fs::copy(&log_path, &failed_log));
         if let Err(e) = kept {
-            eprintln!("[build] warning: cannot keep the log at {}: {e}", failed_log.display());
+            crate::progress::say(&format!(
+                "[build] warning: cannot keep the log at {}: {e}",
+                failed_log.display()
+            ));
         }
         BuildOutcome::Failed(BuildFailure {
             arch: arch.name.clone(),

@@ -58,7 +58,7 @@ pub fn install(packages: &[&str]) -> Result<()> {
     // One install at a time from this process; apt's own lock for other processes.
     static APT: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = APT.lock().unwrap_or_else(|e| e.into_inner());
-    eprintln!("[host] installing {}", packages.join(" "));
+    crate::progress::say(&format!("[host] installing {}", packages.join(" ")));
     let sh = Shell::new()?;
     let _env = sh.push_env("DEBIAN_FRONTEND", "noninteractive");
     let lock = "-o=DPkg::Lock::Timeout=300";

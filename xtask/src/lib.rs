@@ -13,6 +13,7 @@ pub mod diff;
 pub mod execute;
 pub mod harness;
 pub mod host;
+pub mod hunks;
 pub mod input;
 pub mod kconfig;
 pub mod mail;

@@ -123,7 +123,11 @@ pub fn provision(name: Option<&str>) -> Result<RefTree> {
     sh.create_dir(&work)?;
     let started = Instant::now();
     let deb_file = fetch_debian(&sh, deb, &work)?;
-    eprintln!("[ref] {name}: got {} ({:.0} s)", deb_file.display(), started.elapsed().as_secs_f64());
+    crate::progress::say(&format!(
+        "[ref] {name}: got {} ({:.0} s)",
+        deb_file.display(),
+        started.elapsed().as_secs_f64()
+    ));
 
     let unpack = work.join(format!("unpack-{name}"));
     let _ = sh.remove_path(&unpack);
@@ -132,16 +136,18 @@ pub fn provision(name: Option<&str>) -> Result<RefTree> {
     let tarball = find_tarball(&unpack.join("pkg/usr/src"))?;
     let src = unpack.join("src");
     sh.create_dir(&src)?;
-    eprintln!("[ref] {name}: unpacking {}", tarball.display());
+    crate::progress::say(&format!("[ref] {name}: unpacking {}", tarball.display()));
     cmd!(sh, "tar -xf {tarball} -C {src} --strip-components=1").quiet().run()?;
     sh.remove_path(unpack.join("pkg"))?;
 
-    eprintln!("[ref] {name}: importing into git (one commit)");
+    crate::progress::say(&format!("[ref] {name}: importing into git (one commit)"));
     let message = format!("Linux {} (Debian {} {})", spec.release, deb.package, deb.version);
     let commit = import(&sh, &src, &message, &spec.date)?;
     if let Some(expected) = &spec.commit {
         if *expected != commit && deb.version == got_version(&deb_file) {
-            eprintln!("[ref] warning: {name} imported as {commit}, the manifest expects {expected}");
+            crate::progress::say(&format!(
+                "[ref] warning: {name} imported as {commit}, the manifest expects {expected}"
+            ));
         }
     }
     if let Some(parent) = dest.parent() {
@@ -149,7 +155,12 @@ pub fn provision(name: Option<&str>) -> Result<RefTree> {
     }
     std::fs::rename(&src, &dest).with_context(|| format!("cannot move the tree to {}", dest.display()))?;
     let _ = sh.remove_path(&unpack);
-    eprintln!("[ref] {name}: {} at {} ({:.0} s)", commit, dest.display(), started.elapsed().as_secs_f64());
+    crate::progress::say(&format!(
+        "[ref] {name}: {} at {} ({:.0} s)",
+        commit,
+        dest.display(),
+        started.elapsed().as_secs_f64()
+    ));
     Ok(RefTree { name, path: dest, commit })
 }
 
@@ -186,9 +197,9 @@ pub fn import_tarball(name: &str, tarball: &Path, message: &str, date: &str, des
     let src = cache_root().join("work").join(format!("unpack-{name}"));
     let _ = sh.remove_path(&src);
     sh.create_dir(&src)?;
-    eprintln!("[ref] {name}: unpacking {}", tarball.display());
+    crate::progress::say(&format!("[ref] {name}: unpacking {}", tarball.display()));
     cmd!(sh, "tar -xf {tarball} -C {src} --strip-components=1").quiet().run()?;
-    eprintln!("[ref] {name}: importing into git (one commit)");
+    crate::progress::say(&format!("[ref] {name}: importing into git (one commit)"));
     let commit = import(&sh, &src, message, date)?;
     if let Some(parent) = dest.parent() {
         sh.create_dir(parent)?;
@@ -245,10 +256,10 @@ fn fetch_debian(sh: &Shell, deb: &DebianSource, work: &Path) -> Result<PathBuf> 
     let _dir = sh.push_dir(&debs);
     let pinned = format!("{}={}", deb.package, deb.version);
     if cmd!(sh, "apt-get -q {opts...} download {pinned}").quiet().run().is_err() {
-        eprintln!(
+        crate::progress::say(&format!(
             "[ref] warning: {pinned} is no longer in {}; taking the suite's current version (the shipped series may then need --base or a three-way apply)",
             deb.suite
-        );
+        ));
         let pkg = &deb.package;
         cmd!(sh, "apt-get -q {opts...} download {pkg}").quiet().run()?;
     }

@@ -22,7 +22,8 @@ fn chromium(args: &[&str], page: &Path, profile: &Path) -> std::process::Output 
 
 fn page(r: &Report, dir: &Path, name: &str) -> std::path::PathBuf {
     let path = dir.join(format!("{name}.html"));
-    std::fs::write(&path, html::render(r, &Templates::load().unwrap(), 0.05).unwrap()).unwrap();
+    std::fs::write(&path, html::render(r, &Templates::load().unwrap(), &Default::default()).unwrap())
+        .unwrap();
     path
 }
 
@@ -41,7 +42,14 @@ fn pages_render_in_chromium_with_their_plots() {
         let dom = String::from_utf8_lossy(&out.stdout);
         assert!(dom.contains("<h1>"), "{name}: no page in {dom:.300}");
         let plots = r.comparisons.iter().filter(|c| c.base.n + c.new.n > 0).count();
-        assert_eq!(dom.matches("<svg").count(), plots, "{name}: plots");
+        assert_eq!(dom.matches("<svg class=\"strip\"").count(), plots, "{name}: plots");
+        // One overview per cell, its axis in percent, with the zero line and the band.
+        let cells = xtask::compare::by_cell(&r.comparisons).len();
+        assert_eq!(dom.matches("<svg class=\"overview\"").count(), cells, "{name}: overviews");
+        if cells > 0 {
+            assert!(dom.contains("0%</text>") && dom.contains("(right: faster)</text>"), "{name}: the axis");
+            assert!(dom.contains("changes under 1% do not count"), "{name}: the band");
+        }
         assert!(dom.matches("<tr>").count() >= r.comparisons.len(), "{name}: rows");
         if name == "panic" {
             assert!(dom.contains("kernel BUG at mm/mprotect.c"), "{name}: the failure's log lines");

@@ -123,6 +123,6 @@ pub fn compare(o: &CompareOptions) -> Result<Ran> {
     let text =
         render::regression::render(&report, &env, &cfg.regressions.to, &cfg.regressions.cc, &templates)?;
     let email = dir.write_text(rundir::REGRESSION, &text)?;
-    super::write_page_and_report(&dir, &mut report, &templates, cfg.thresholds.alpha, t)?;
+    super::write_page_and_report(&dir, &mut report, &templates, &cfg.thresholds, t)?;
     Ok(Ran::Measured(Box::new(Outcome { dir: dir.path().to_path_buf(), report, email, pending })))
 }

@@ -193,7 +193,7 @@ pub fn eval(o: &EvalOptions) -> Result<Ran> {
                 progress::say(&f.to_string());
                 report.apply = Some(f);
                 stage(&mut timing, "apply", t);
-                return finish(report, timing, &dir, &from, &templates, cfg.thresholds.alpha, None)
+                return finish(report, timing, &dir, &from, &templates, &cfg.thresholds, None)
                     .map(|o| Ran::Measured(Box::new(o)));
             }
         };
@@ -261,7 +261,7 @@ pub fn eval(o: &EvalOptions) -> Result<Ran> {
     ));
     let pending =
         measure(&plan, machine.as_ref(), spec.fresh, &dir, &mut report, &mut timing, &cfg.thresholds)?;
-    finish(report, timing, &dir, &from, &templates, cfg.thresholds.alpha, pending)
+    finish(report, timing, &dir, &from, &templates, &cfg.thresholds, pending)
         .map(|o| Ran::Measured(Box::new(o)))
 }
 
@@ -271,13 +271,13 @@ fn finish(
     dir: &RunDir,
     from: &crate::mail::Addr,
     templates: &Templates,
-    alpha: f64,
+    thresholds: &crate::compare::Thresholds,
     pending: Option<String>,
 ) -> Result<Outcome> {
     let t = Instant::now();
     report.timing = timing;
     let env = super::envelope(from, &report)?;
     let email = dir.write_text(rundir::REPLY, &render::reply::render(&report, &env, templates)?)?;
-    super::write_page_and_report(dir, &mut report, templates, alpha, t)?;
+    super::write_page_and_report(dir, &mut report, templates, thresholds, t)?;
     Ok(Outcome { dir: dir.path().to_path_buf(), report, email, pending })
 }

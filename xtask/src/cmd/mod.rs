@@ -182,10 +182,10 @@ pub fn write_page_and_report(
     dir: &RunDir,
     report: &mut Report,
     templates: &Templates,
-    alpha: f64,
+    thresholds: &Thresholds,
     t: Instant,
 ) -> Result<()> {
-    dir.write_text(crate::rundir::PAGE, &render::html::render(report, templates, alpha)?)?;
+    dir.write_text(crate::rundir::PAGE, &render::html::render(report, templates, thresholds)?)?;
     report.timing.push(StageTime { stage: "render".into(), seconds: t.elapsed().as_secs_f64() });
     dir.write_report(report)
 }

@@ -1,11 +1,15 @@
-//! `report.html`: one self-contained page per evaluation (no scripts, no network): the
-//! tables, a plot of every per-boot sample of every variant per workload, failures with
-//! their log lines, and the environment. Plots are SVG drawn by plotters without text
-//! (labels live in the HTML); every string is escaped by minijinja's HTML auto-escape.
-//! Pure.
+//! `report.html`: one self-contained page per evaluation (no scripts, no network). Each
+//! cell opens with an overview a reader takes in at a glance: per workload the change
+//! with its 95% interval against the zero line and the +/- `min_change_pct` band, the
+//! axis in percent, rows that cannot be called greyed. Below it the table, with a
+//! strip plot of every per-boot sample of every variant per workload and its scale;
+//! then failures with their log lines, and the environment. Strips are SVG drawn by
+//! plotters without text (their scale lives in the HTML); the overview is SVG written
+//! here, its text in SVG `<text>` (escaped). Every string from mail or logs is escaped
+//! by minijinja's HTML auto-escape. Pure.
 
 use super::Templates;
-use crate::compare::{self, Comparison, Side, Verdict};
+use crate::compare::{self, Comparison, Side, Thresholds, Verdict};
 use crate::model::Accel;
 use crate::report::Report;
 use crate::stats;
@@ -30,11 +34,14 @@ struct Row {
     verdict: String,
     verdict_class: String,
     svg: String,
+    /// The strip's scale: its left and right ends, in the metric's unit.
+    scale: String,
 }
 
 #[derive(Serialize)]
 struct Group {
     title: String,
+    overview: String,
     rows: Vec<Row>,
 }
 
@@ -58,12 +65,13 @@ fn side_text(s: &Side) -> String {
     }
 }
 
-/// A strip plot: one row per side, every sample a point over its quartile box.
-pub fn strip_svg(sides: &[(&Side, RGBColor)]) -> Result<String> {
+/// A strip plot: one row per side, every sample a point over its quartile box. Returns
+/// the SVG and the values at its left and right edges.
+pub fn strip_svg(sides: &[(&Side, RGBColor)]) -> Result<(String, f64, f64)> {
     let all: Vec<f64> =
         sides.iter().flat_map(|(s, _)| s.values.iter().copied()).filter(|v| v.is_finite()).collect();
     if all.is_empty() {
-        return Ok(String::new());
+        return Ok((String::new(), f64::NAN, f64::NAN));
     }
     let (mut lo, mut hi) =
         all.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
@@ -101,10 +109,115 @@ pub fn strip_svg(sides: &[(&Side, RGBColor)]) -> Result<String> {
         }
         root.present()?;
     }
-    Ok(buf)
+    Ok((buf.replacen("<svg ", "<svg class=\"strip\" ", 1), lo, hi))
+}
+
+/// The overview of one cell: a row per comparison, its change (gain, as in the table:
+/// right is faster) as a point with its 95% interval, the zero line, the band of
+/// changes too small to count, an axis in percent; rows that cannot be called grey.
+pub fn overview_svg(rows: &[&Comparison], min_change_pct: f64) -> String {
+    let gain = |x: f64| -x;
+    let mut lo = -min_change_pct * 2.0;
+    let mut hi = min_change_pct * 2.0;
+    for c in rows {
+        for x in [gain(c.ci_hi), gain(c.ci_lo), gain(c.change_pct)] {
+            if x.is_finite() {
+                lo = lo.min(x);
+                hi = hi.max(x);
+            }
+        }
+    }
+    let pad = (hi - lo) * 0.05;
+    let (lo, hi) = (lo - pad, hi + pad);
+    let (label_w, plot_w, row_h, top) = (260.0, 420.0, 18.0, 8.0);
+    let height = top + row_h * rows.len() as f64 + 34.0;
+    let x = |v: f64| label_w + (v - lo) / (hi - lo) * plot_w;
+    let esc =
+        |t: &str| t.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;");
+    let mut o = format!(
+        "<svg class=\"overview\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"11\">",
+        label_w + plot_w + 20.0
+    );
+    let bottom = top + row_h * rows.len() as f64;
+    o += &format!(
+        "<rect x=\"{:.1}\" y=\"{top}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#eaeef2\"><title>changes under {min_change_pct}% do not count</title></rect>",
+        x(-min_change_pct),
+        x(min_change_pct) - x(-min_change_pct),
+        bottom - top
+    );
+    o += &format!(
+        "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{top}\" y2=\"{bottom}\" stroke=\"#57606a\"/>",
+        x(0.0)
+    );
+    for (i, c) in rows.iter().enumerate() {
+        let y = top + row_h * (i as f64 + 0.5);
+        let callable = !matches!(c.verdict, Verdict::TooNoisy | Verdict::TooFewRuns);
+        let color = match c.verdict {
+            Verdict::Improvement => "#1a7f37",
+            Verdict::Regression => "#cf222e",
+            _ if callable => "#24292f",
+            _ => "#8c959f",
+        };
+        let name = if rows.iter().any(|r| r.variant != c.variant) {
+            format!("{} ({})", c.workload, c.variant)
+        } else {
+            c.workload.clone()
+        };
+        o += &format!(
+            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"{color}\">{}</text>",
+            label_w - 6.0,
+            y + 4.0,
+            esc(&name)
+        );
+        if c.ci_lo.is_finite() && c.ci_hi.is_finite() {
+            o += &format!(
+                "<line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"{color}\" stroke-width=\"2\"/>",
+                x(gain(c.ci_hi)),
+                x(gain(c.ci_lo))
+            );
+        }
+        if c.change_pct.is_finite() {
+            o += &format!(
+                "<circle cx=\"{:.1}\" cy=\"{y:.1}\" r=\"4\" fill=\"{color}\"><title>{:+.2}% [{:+.2}%, {:+.2}%] {}</title></circle>",
+                x(gain(c.change_pct)),
+                gain(c.change_pct),
+                gain(c.ci_hi),
+                gain(c.ci_lo),
+                c.verdict.words()
+            );
+        }
+    }
+    // The axis: a tick at round percentages.
+    let span = hi - lo;
+    let step = [0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0]
+        .into_iter()
+        .find(|s| span / s <= 8.0)
+        .unwrap_or(1000.0);
+    o += &format!(
+        "<line x1=\"{label_w}\" x2=\"{:.1}\" y1=\"{bottom}\" y2=\"{bottom}\" stroke=\"#57606a\"/>",
+        label_w + plot_w
+    );
+    let mut t = (lo / step).ceil() * step;
+    while t <= hi {
+        o += &format!(
+            "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{bottom}\" y2=\"{1:.1}\" stroke=\"#57606a\"/><text x=\"{0:.1}\" y=\"{2:.1}\" text-anchor=\"middle\">{3}%</text>",
+            x(t),
+            bottom + 4.0,
+            bottom + 16.0,
+            if t.abs() < 1e-9 { "0".to_string() } else { format!("{t:+}") }
+        );
+        t += step;
+    }
+    o += &format!(
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#57606a\">gain of the median over the baseline, 95% interval (right: faster)</text></svg>",
+        label_w + plot_w / 2.0,
+        bottom + 30.0
+    );
+    o
 }
 
 fn row(c: &Comparison) -> Result<Row> {
+    let (svg, lo, hi) = strip_svg(&[(&c.base, BASE), (&c.new, NEW)])?;
     let significant = matches!(c.verdict, Verdict::Improvement | Verdict::Regression);
     let class = serde_json::to_value(c.verdict)?.as_str().unwrap_or("").to_string();
     Ok(Row {
@@ -122,12 +235,18 @@ fn row(c: &Comparison) -> Result<Row> {
         p: if c.p_value.is_finite() { format!("{:.3}", c.p_value) } else { "-".into() },
         verdict: c.verdict.words().to_string(),
         verdict_class: if significant || class != "no_significant_change" { class } else { String::new() },
-        svg: strip_svg(&[(&c.base, BASE), (&c.new, NEW)])?,
+        svg,
+        scale: if lo.is_finite() {
+            format!("{} to {}", super::prose::fmt_num(lo), super::prose::fmt_num(hi))
+        } else {
+            String::new()
+        },
     })
 }
 
 /// `report.html` for `r`.
-pub fn render(r: &Report, templates: &Templates, alpha: f64) -> Result<String> {
+pub fn render(r: &Report, templates: &Templates, thresholds: &Thresholds) -> Result<String> {
+    let alpha = thresholds.alpha;
     let groups: Vec<Group> = compare::by_cell(&r.comparisons)
         .into_iter()
         .map(|(cell, rows)| {
@@ -138,6 +257,7 @@ pub fn render(r: &Report, templates: &Templates, alpha: f64) -> Result<String> {
             };
             Ok(Group {
                 title: format!("{}: {accel}, {} vCPU, {}", cell.arch, cell.cpus, cell.clock.words()),
+                overview: overview_svg(&rows, thresholds.min_change_pct),
                 rows: rows.into_iter().map(row).collect::<Result<_>>()?,
             })
         })

@@ -8,8 +8,13 @@ use anyhow::{bail, Result};
 use regex::Regex;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::Write as _;
 use std::sync::LazyLock;
+
+mod summary;
+mod thread;
+
+pub use summary::{civil_from_days, summary};
+use thread::{inherited_revision, partial_reroll, thread_target};
 
 /// What the `[...]` prefix of a subject says.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -339,106 +344,6 @@ pub fn build_mailbox(mails: &[Mail]) -> Result<Mailbox> {
     Ok(Mailbox { revisions, warnings, replies: replies.len() })
 }
 
-/// b4: a patch without `vN` that replies to a cover letter (or to patch 1) of an explicit
-/// revision belongs to that revision (`[PATCH net-next v3 0/4]` with `[PATCH 1/4]` ...).
-fn inherited_revision(m: &Mail, number: u32, by_id: &HashMap<&str, &Mail>) -> Option<u32> {
-    let parent = by_id.get(m.in_reply_to.as_deref()?)?;
-    let t = parse_subject(&parent.subject);
-    if !t.is_patch || t.is_reply || t.revision_inferred {
-        return None;
-    }
-    match t.position {
-        Some((0, _)) => Some(t.revision),
-        Some((1, _)) if number > 1 && patch::has_diff(parent) => Some(t.revision),
-        _ => None,
-    }
-}
-
-/// b4's partial reroll: revision `v` lacks patches, and every message it has replies
-/// (directly or up the thread) to the message with the same number and total it
-/// replaces; then the missing ones come from `v - 1`, and the revision is complete.
-fn partial_reroll(
-    revisions: &mut BTreeMap<u32, Revision>,
-    v: u32,
-    mails: &[Mail],
-    by_id: &HashMap<&str, &Mail>,
-) {
-    let Some(prev) = v.checked_sub(1).and_then(|p| revisions.get(&p)) else { return };
-    let r = &revisions[&v];
-    if r.missing.is_empty() || prev.total != r.total {
-        return;
-    }
-    let cover_ok = match &r.cover {
-        None => true,
-        Some(c) => c
-            .message_id
-            .as_deref()
-            .and_then(|id| by_id.get(id))
-            .is_some_and(|m| replies_to_same(m, 0, r.total, by_id)),
-    };
-    let sane = cover_ok
-        && r.patches.values().all(|p| replies_to_same(&mails[p.mail_index], p.number, r.total, by_id));
-    if !sane || !r.missing.iter().all(|n| prev.patches.contains_key(n)) {
-        return;
-    }
-    let borrowed: Vec<SeriesPatch> = r
-        .missing
-        .iter()
-        .map(|n| SeriesPatch { from_revision: Some(prev.version), ..prev.patches[n].clone() })
-        .collect();
-    let from = prev.version;
-    // b4 takes the earlier cover letter too when the reroll has none.
-    let (cover, base, prereq) =
-        (prev.cover.clone(), prev.base_commit.clone(), prev.prerequisite_patch_ids.clone());
-    let r = revisions.get_mut(&v).unwrap();
-    for p in borrowed {
-        r.patches.insert(p.number, p);
-    }
-    if r.cover.is_none() {
-        r.cover = cover;
-    }
-    if r.base_commit.is_none() {
-        r.base_commit = base;
-        r.prerequisite_patch_ids = prereq;
-    }
-    r.missing.clear();
-    r.rerolled_from = Some(from);
-}
-
-/// Whether `m` replies, directly or up the thread, to a message numbered `number/total`.
-fn replies_to_same(m: &Mail, number: u32, total: u32, by_id: &HashMap<&str, &Mail>) -> bool {
-    let mut cur = m;
-    for _ in 0..64 {
-        let Some(parent) = cur.in_reply_to.as_deref().and_then(|id| by_id.get(id)) else { return false };
-        if parse_subject(&parent.subject).position == Some((number, total)) {
-            return true;
-        }
-        cur = parent;
-    }
-    false
-}
-
-/// Walks up In-Reply-To (through intermediate replies), then References, to the first
-/// message that is a patch or cover letter of some revision.
-fn thread_target(
-    reply: &Mail,
-    place: &HashMap<&str, (u32, u32)>,
-    by_id: &HashMap<&str, &Mail>,
-) -> Option<(u32, u32)> {
-    let mut cur = reply;
-    for _ in 0..64 {
-        let parent = cur.in_reply_to.as_deref()?;
-        if let Some(&p) = place.get(parent) {
-            return Some(p);
-        }
-        match by_id.get(parent) {
-            Some(m) => cur = m,
-            None => break,
-        }
-    }
-    reply.references.iter().rev().find_map(|id| place.get(id.as_str()).copied())
-}
-
 fn id_or_index(m: &Mail) -> String {
     match &m.message_id {
         Some(id) => format!("<{id}>"),
@@ -518,130 +423,6 @@ pub fn choose(mailbox: &Mailbox, choice: Choice) -> Result<Series> {
         rerolled_from: rev.rerolled_from,
         warnings: mailbox.warnings.clone(),
     })
-}
-
-fn fmt_date(d: Option<MailDate>) -> String {
-    match d {
-        None => "(no date)".into(),
-        Some(d) => {
-            let local = d.timestamp + i64::from(d.offset_minutes) * 60;
-            let (days, secs) = (local.div_euclid(86400), local.rem_euclid(86400));
-            let (y, m, dd) = civil_from_days(days);
-            let sign = if d.offset_minutes < 0 { '-' } else { '+' };
-            let off = d.offset_minutes.abs();
-            format!(
-                "{y:04}-{m:02}-{dd:02} {:02}:{:02}:{:02} {sign}{:02}{:02}",
-                secs / 3600,
-                secs / 60 % 60,
-                secs % 60,
-                off / 60,
-                off % 60
-            )
-        }
-    }
-}
-
-/// Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-pub fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719468;
-    let era = z.div_euclid(146097);
-    let doe = z.rem_euclid(146097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-/// The human summary of `cargo xtask series`.
-pub fn summary(s: &Series) -> String {
-    let mut o = String::new();
-    let versions = s.all_versions.iter().map(|v| format!("v{v}")).collect::<Vec<_>>().join(", ");
-    let _ = writeln!(o, "Series:   {}", s.subject());
-    let _ = writeln!(o, "Revision: v{} (in the input: {versions})", s.version);
-    if let Some(a) = s.author() {
-        let _ = writeln!(o, "Author:   {}", a.display());
-    }
-    let date = s.cover.as_ref().map(|c| c.date).unwrap_or(s.patches[0].mail.date);
-    let _ = writeln!(o, "Date:     {}", fmt_date(date));
-    if !s.tags.is_empty() {
-        let _ = writeln!(o, "Tags:     {}", s.tags.join(" "));
-    }
-    let _ = writeln!(
-        o,
-        "Base:     {}",
-        s.base_commit.as_deref().map_or("(no base-commit: line)".to_string(), |b| format!("base-commit {b}"))
-    );
-    for p in &s.prerequisite_patch_ids {
-        let _ = writeln!(o, "          prerequisite-patch-id {p}");
-    }
-    match &s.cover {
-        Some(c) => {
-            let _ = writeln!(o, "Cover:    {}", c.raw_subject);
-        }
-        None => {
-            let _ = writeln!(o, "Cover:    (none)");
-        }
-    }
-    let total = s.patches.len() + s.missing.len();
-    let _ = writeln!(o, "Patches:  {} of {total}", s.patches.len());
-    if let Some(from) = s.rerolled_from {
-        let resent: Vec<String> = s
-            .patches
-            .iter()
-            .filter(|p| p.from_revision.is_none())
-            .map(|p| format!("{}/{total}", p.number))
-            .collect();
-        let _ = writeln!(
-            o,
-            "Reroll:   partial: v{} resends {} as replies to the patches they replace; the rest is v{from}'s (as b4 does; --rev {from} for v{from} itself)",
-            s.version,
-            resent.join(", ")
-        );
-    }
-    for p in &s.patches {
-        let from = p.from_revision.map(|v| format!("   (from v{v})")).unwrap_or_default();
-        let _ = writeln!(o, "  {}/{total} {}{from}", p.number, p.mail.subject);
-        let _ = writeln!(o, "      From: {}", p.mail.author.display());
-        for t in &p.mail.trailers {
-            let _ = writeln!(o, "      {}: {}", t.key, t.value);
-        }
-        for t in &p.follow_up_trailers {
-            let _ = writeln!(o, "      {}: {}   (from a reply)", t.key, t.value);
-        }
-        if let Some(d) = &p.mail.diff {
-            let width = d.files.iter().map(|f| f.path().len()).max().unwrap_or(0);
-            let (mut ins, mut del) = (0, 0);
-            for f in &d.files {
-                let _ = writeln!(
-                    o,
-                    "      {:width$} | {:>4} {}{}",
-                    f.path(),
-                    f.insertions + f.deletions,
-                    "+".repeat(f.insertions.min(30)),
-                    "-".repeat(f.deletions.min(30))
-                );
-                ins += f.insertions;
-                del += f.deletions;
-            }
-            let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-            let _ = writeln!(
-                o,
-                "      {} changed, {}(+), {}(-)",
-                plural(d.files.len(), "file"),
-                plural(ins, "insertion"),
-                plural(del, "deletion")
-            );
-        }
-    }
-    for n in &s.missing {
-        let _ = writeln!(o, "  {n}/{total} (missing)");
-    }
-    for w in &s.warnings {
-        let _ = writeln!(o, "warning: {w}");
-    }
-    o
 }
 
 #[cfg(test)]
