@@ -26,6 +26,8 @@ pub struct Arch {
     pub libc_static: String,
     /// Kconfig fragment in linux-ref/config/, merged after common.config.
     pub fragment: String,
+    /// What distributions call the kernel in /boot: `<name>-<release>`.
+    pub boot_images: Vec<String>,
     pub make_target: String,
     /// The image QEMU boots, relative to the build directory.
     pub image: String,

@@ -463,28 +463,10 @@ fn run(cli: Cli) -> Result<()> {
                 cpus_given: false,
                 boot_timeout: std::time::Duration::from_secs(600),
             };
-            let records =
-                match cmd::run::run(&cmd::run::RunOptions { tree, commit, spec, out: out.clone(), dry_run })?
-                {
-                    RunResult::Plan(p) => {
-                        print!("{p}");
-                        return Ok(());
-                    }
-                    RunResult::Done(r) => r,
-                };
-            for r in &records {
-                for f in &r.boot.failures {
-                    println!("failed run: {} {}: {}", r.provenance.arch, f.id, f.reason);
-                }
-                if r.boot.status != xtask::serial::BootStatus::Ok {
-                    println!("boot {:?} ({}):", r.boot.status, r.log.display());
-                    for l in &r.boot.excerpt {
-                        println!("    {l}");
-                    }
-                }
+            match cmd::run::run(&cmd::run::RunOptions { tree, commit, spec, out: out.clone(), dry_run })? {
+                RunResult::Plan(p) => print!("{p}"),
+                RunResult::Done(records) => print!("{}", cmd::run::summary(&records, &out)),
             }
-            print!("{}", cmd::run::variation_table(&records));
-            println!("records: {}", cmd::run::records_path(&out).display());
         }
         Command::Ref { name } => {
             let r = reftree::provision(name.as_deref())?;

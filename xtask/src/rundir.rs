@@ -56,10 +56,20 @@ pub struct RunDir {
 }
 
 impl RunDir {
-    /// `root/name`, created.
+    /// `path`, created.
     pub fn create(path: PathBuf) -> Result<RunDir> {
-        std::fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        Ok(RunDir { path })
+        let d = RunDir::at(path);
+        d.ensure()?;
+        Ok(d)
+    }
+
+    /// `path`, not created yet (a dry run writes nothing).
+    pub fn at(path: PathBuf) -> RunDir {
+        RunDir { path }
+    }
+
+    pub fn ensure(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.path).with_context(|| format!("cannot create {}", self.path.display()))
     }
 
     /// An evaluation directory that is there already (for `--dry-run`, which writes
@@ -91,6 +101,7 @@ impl RunDir {
     /// discard the boots with `fresh`, else move the earlier evaluation aside; then
     /// writes the key. Never mixes two plans' boots.
     pub fn open(&self, key: &PlanKey, fresh: bool) -> Result<Opened> {
+        self.ensure()?;
         let plan_path = self.file(PLAN);
         let mut opened = Opened::Same;
         if fresh {
@@ -193,6 +204,7 @@ impl RunDir {
     }
 
     pub fn save_home(&self, h: &Home) -> Result<()> {
+        self.ensure()?;
         write_json(&self.file(HOST), h)
     }
 }

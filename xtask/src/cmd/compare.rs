@@ -44,7 +44,7 @@ pub fn compare(o: &CompareOptions) -> Result<Ran> {
     let safe = |x: &str| {
         x.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' }).collect::<String>()
     };
-    let dir = RunDir::create(o.spec.out_root.join(format!("compare-{}-{}", safe(&o.a), safe(&o.b))))?;
+    let dir = RunDir::at(o.spec.out_root.join(format!("compare-{}-{}", safe(&o.a), safe(&o.b))));
     let machine = machine(&o.spec, &dir)?;
     let spec = plan::narrow(&o.spec, machine.as_ref(), crate::arch::table()?)?;
     let (la, lb) = (o.a.clone(), if o.a == o.b { format!("{}-b", o.b) } else { o.b.clone() });

@@ -111,7 +111,7 @@ pub fn eval(o: &EvalOptions) -> Result<Ran> {
         series.slug.clone()
     };
     let dir_path = o.spec.out_root.join(&dir_name);
-    let dir = RunDir::create(dir_path.clone())?;
+    let dir = RunDir::at(dir_path.clone());
     let machine = machine(&o.spec, &dir)?;
     let spec = plan::narrow(&o.spec, machine.as_ref(), crate::arch::table()?)?;
     let total = (series.patches.len() + series.missing.len()) as u32;

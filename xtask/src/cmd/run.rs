@@ -30,7 +30,7 @@ pub enum RunResult {
 }
 
 pub fn run(o: &RunOptions) -> Result<RunResult> {
-    let dir = RunDir::create(o.out.clone())?;
+    let dir = RunDir::at(o.out.clone());
     let (plan, machine) = match &o.spec.target {
         None => {
             let kernel = Kernel {
@@ -73,6 +73,26 @@ pub fn run(o: &RunOptions) -> Result<RunResult> {
     let mut backend = crate::backend::for_plan(&plan, machine.as_ref(), &records.boots, dir.path())?;
     let boots = execute::boots(&plan, &dir, backend.as_mut(), &images, records.boots)?;
     Ok(RunResult::Done(boots.done.into_iter().map(|s| s.record).collect()))
+}
+
+/// Every failed run and boot with its log lines, the variation table, where the records are.
+pub fn summary(records: &[BootRecord], out: &Path) -> String {
+    use std::fmt::Write as _;
+    let mut o = String::new();
+    for r in records {
+        for f in &r.boot.failures {
+            let _ = writeln!(o, "failed run: {} {}: {}", r.provenance.arch, f.id, f.reason);
+        }
+        if r.boot.status != crate::serial::BootStatus::Ok {
+            let _ = writeln!(o, "boot {:?} ({}):", r.boot.status, r.log.display());
+            for l in &r.boot.excerpt {
+                let _ = writeln!(o, "    {l}");
+            }
+        }
+    }
+    o.push_str(&variation_table(records));
+    let _ = writeln!(o, "records: {}", records_path(out).display());
+    o
 }
 
 /// Where `run` writes by default.

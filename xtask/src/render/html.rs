@@ -10,7 +10,6 @@
 
 use super::Templates;
 use crate::compare::{self, Comparison, Side, Thresholds, Verdict};
-use crate::model::Accel;
 use crate::report::Report;
 use crate::stats;
 use anyhow::Result;
@@ -250,13 +249,9 @@ pub fn render(r: &Report, templates: &Templates, thresholds: &Thresholds) -> Res
     let groups: Vec<Group> = compare::by_cell(&r.comparisons)
         .into_iter()
         .map(|(cell, rows)| {
-            let accel = match cell.accel {
-                Accel::Tcg => "QEMU TCG (emulated)",
-                Accel::Kvm => "QEMU KVM",
-                Accel::Metal => "metal",
-            };
+            let boots = rows.iter().map(|c| c.base.n.max(c.new.n)).max().unwrap_or(0);
             Ok(Group {
-                title: format!("{}: {accel}, {} vCPU, {}", cell.arch, cell.cpus, cell.clock.words()),
+                title: cell.title(boots),
                 overview: overview_svg(&rows, thresholds.min_change_pct),
                 rows: rows.into_iter().map(row).collect::<Result<_>>()?,
             })

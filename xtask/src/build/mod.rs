@@ -4,19 +4,24 @@
 //! image, .config, System.map, log and metadata are copied out per (commit, config), so
 //! a later build cannot overwrite them and a repeated request is answered from there.
 
+mod log;
+mod store;
+
+pub use log::{compiler_errors, kbuild_step};
+use log::{progress, stream};
+use store::{store_artifacts, stored};
+pub use store::{Artifacts, BuildFailure, BuildMeta, BuildOutcome};
+
 use crate::arch::Arch;
 use crate::reftree::{cache_root, project_root};
 use crate::tree::TreeHandle;
 use crate::{host, kconfig};
 use anyhow::{Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::fmt;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use xshell::{cmd, Shell};
 
 #[derive(Debug, Clone)]
@@ -71,88 +76,6 @@ impl Default for BuildOptions {
     fn default() -> Self {
         let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
         BuildOptions { llvm: false, jobs, ccache: true, extra_fragments: Vec::new(), host_config: None }
-    }
-}
-
-/// What is recorded next to every image.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct BuildMeta {
-    pub arch: String,
-    pub tree: String,
-    pub commit: String,
-    pub llvm: bool,
-    pub compiler: String,
-    /// Hash of everything that decides the .config (base target, fragments, compiler).
-    pub config_input: String,
-    /// git blob id of the final .config.
-    pub config_hash: String,
-    pub fragments: Vec<String>,
-    pub make_target: String,
-    pub image: String,
-    pub jobs: usize,
-    pub ccache: bool,
-    pub seconds: f64,
-}
-
-#[derive(Debug, Clone)]
-pub struct Artifacts {
-    pub dir: PathBuf,
-    pub image: PathBuf,
-    pub meta: BuildMeta,
-    /// Answered from the artifact store without running make.
-    pub reused: bool,
-}
-
-impl Artifacts {
-    /// The preemption model the stored .config ended with (`PREEMPT_LAZY`, ...).
-    pub fn preempt(&self) -> Option<String> {
-        let config = std::fs::read_to_string(self.dir.join("config")).ok()?;
-        kconfig::preemption_model(&config)
-    }
-}
-
-/// What a build came to: artifacts, or a failure of the tree under test (data, not a
-/// fault of the tool).
-#[derive(Debug)]
-pub enum BuildOutcome {
-    Built(Artifacts),
-    Failed(BuildFailure),
-}
-
-impl BuildOutcome {
-    /// The artifacts, or the failure as an error (for callers that cannot go on).
-    pub fn artifacts(self) -> Result<Artifacts> {
-        match self {
-            BuildOutcome::Built(a) => Ok(a),
-            BuildOutcome::Failed(f) => Err(anyhow::anyhow!("{f}")),
-        }
-    }
-}
-
-/// A build that failed: a result about the tree under test, with the compiler's words.
-#[derive(Debug, Clone, Serialize)]
-pub struct BuildFailure {
-    pub arch: String,
-    pub commit: String,
-    pub step: String,
-    pub errors: Vec<String>,
-    pub log: PathBuf,
-}
-
-impl fmt::Display for BuildFailure {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} build of {} failed at {} (log: {})",
-            self.arch,
-            &self.commit[..12],
-            self.step,
-            self.log.display()
-        )?;
-        for e in &self.errors {
-            write!(f, "\n    {e}")?;
-        }
-        Ok(())
     }
 }
 
@@ -512,39 +435,6 @@ pub fn build_variants(
     out
 }
 
-fn stored(store: &Path) -> Result<Option<Artifacts>> {
-    let meta_path = store.join("meta.json");
-    let Ok(text) = std::fs::read_to_string(&meta_path) else { return Ok(None) };
-    let meta: BuildMeta =
-        serde_json::from_str(&text).with_context(|| format!("{} is corrupt", meta_path.display()))?;
-    let image = store.join(&meta.image);
-    if !image.is_file() {
-        return Ok(None);
-    }
-    Ok(Some(Artifacts { dir: store.to_path_buf(), image, meta, reused: true }))
-}
-
-/// Copies the results out of the build directory, atomically (a temp dir renamed).
-fn store_artifacts(store: &Path, dir: &Path, arch: &Arch, meta: &BuildMeta) -> Result<Artifacts> {
-    let tmp = store.with_extension("tmp");
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp)?;
-    std::fs::copy(dir.join(&arch.image), tmp.join(&meta.image))
-        .with_context(|| format!("the build left no {}", arch.image))?;
-    std::fs::copy(dir.join(".config"), tmp.join("config"))?;
-    std::fs::copy(dir.join("System.map"), tmp.join("System.map"))?;
-    std::fs::copy(dir.join(".mmeval-build.log"), tmp.join("build.log"))?;
-    std::fs::write(tmp.join("meta.json"), serde_json::to_string_pretty(meta)?)?;
-    let _ = std::fs::remove_dir_all(store);
-    std::fs::rename(&tmp, store)?;
-    Ok(Artifacts {
-        dir: store.to_path_buf(),
-        image: store.join(&meta.image),
-        meta: meta.clone(),
-        reused: false,
-    })
-}
-
 /// One build at a time per tree: they share the source checkout.
 fn lock(key: &str) -> Result<std::fs::File> {
     let dir = cache_root().join("locks");
@@ -570,107 +460,6 @@ fn checkout(sh: &Shell, tree: &TreeHandle, commit: &str) -> Result<PathBuf> {
         .run()
         .with_context(|| format!("cannot check out {commit} of {}", tree.label))?;
     Ok(src)
-}
-
-fn progress(prefix: &str, expected: u64) -> ProgressBar {
-    let pb = if expected > 0 { ProgressBar::new(expected) } else { ProgressBar::new_spinner() };
-    let style = if expected > 0 {
-        ProgressStyle::with_template("{prefix:>18} [{bar:30}] {pos}/{len} {elapsed:>4} {msg}")
-    } else {
-        ProgressStyle::with_template("{prefix:>18} {spinner} {pos} steps {elapsed:>4} {msg}")
-    };
-    pb.set_style(style.unwrap().progress_chars("=> "));
-    pb.set_prefix(prefix.to_string());
-    pb.enable_steady_tick(Duration::from_millis(200));
-    pb
-}
-
-/// Runs `command`, writing every line to `log` and counting kbuild steps
-/// (`  CC      mm/mprotect.o`). Returns success, the step count and every other line.
-fn stream(mut command: Command, log: &mut std::fs::File, pb: &ProgressBar) -> Result<(bool, u64, String)> {
-    let mut child =
-        command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().context("cannot run make")?;
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    let readers: Vec<_> = [
-        Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().unwrap()),
-    ]
-    .into_iter()
-    .map(|r| {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(r).lines().map_while(|l| l.ok()) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        })
-    })
-    .collect();
-    drop(tx);
-    let mut steps = 0u64;
-    // Not only the tail: with -j, other directories go on compiling after an error and
-    // can push it far up the log. Step lines are left out; everything else is kept.
-    let mut kept = String::new();
-    for line in rx {
-        writeln!(log, "{line}")?;
-        if let Some(step) = kbuild_step(&line) {
-            steps += 1;
-            pb.set_position(steps);
-            pb.set_message(step);
-            continue;
-        }
-        kept.push_str(&line);
-        kept.push('\n');
-    }
-    for r in readers {
-        let _ = r.join();
-    }
-    let status = child.wait()?;
-    Ok((status.success(), steps, kept))
-}
-
-/// `  CC      mm/mprotect.o` -> `CC mm/mprotect.o`.
-pub fn kbuild_step(line: &str) -> Option<String> {
-    let rest = line.strip_prefix("  ")?;
-    let (verb, target) = rest.split_once(' ')?;
-    let ok =
-        !verb.is_empty() && verb.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-    ok.then(|| format!("{verb} {}", target.trim()))
-}
-
-/// The lines of a build log that say what went wrong: compiler and linker errors with
-/// the lines after each (the source excerpt), and the first of make's `***` lines; at
-/// most 25.
-pub fn compiler_errors(log: &str) -> Vec<String> {
-    let lines: Vec<&str> = log.lines().collect();
-    let mut out: Vec<String> = Vec::new();
-    let mut make_line = false;
-    let mut i = 0;
-    while i < lines.len() && out.len() < 25 {
-        let l = lines[i];
-        let is_make = l.starts_with("make") && l.contains("***");
-        let is_error = l.contains(": error:")
-            || l.contains(": fatal error:")
-            || l.contains("undefined reference to")
-            || (is_make && !make_line);
-        make_line |= is_make;
-        if is_error {
-            out.push(l.trim_end().to_string());
-            if l.contains("error:") {
-                for extra in lines.iter().skip(i + 1).take(2) {
-                    if extra.starts_with(' ') && !extra.trim().is_empty() {
-                        out.push(extra.trim_end().to_string());
-                    }
-                }
-            }
-        }
-        i += 1;
-    }
-    if out.is_empty() {
-        out.extend(lines.iter().rev().take(10).rev().map(|l| l.to_string()));
-    }
-    out
 }
 
 /// Checks that QEMU for `arch` is there (installing it as root).
@@ -704,22 +493,5 @@ mod tests {
             ppc64le llvm+ccache: make O=/cache/build/ref-v7.2/x ARCH=powerpc CROSS_COMPILE=powerpc64le-linux-gnu- LLVM=1 CC=ccache clang -j8 vmlinux
         "#]]
         .assert_eq(&out);
-    }
-
-    #[test]
-    fn kbuild_steps_and_errors() {
-        assert_eq!(kbuild_step("  CC      mm/mprotect.o").as_deref(), Some("CC mm/mprotect.o"));
-        assert_eq!(kbuild_step("  LD [M]  foo.ko").as_deref(), Some("LD [M]  foo.ko"));
-        assert_eq!(kbuild_step("mm/mprotect.c: In function 'x':"), None);
-        let log = "  CC      mm/mprotect.o\n../mm/mprotect.c:42:9: error: 'foo' undeclared (first use in this function)\n   42 |         foo = 1;\n      |         ^~~\nmake[3]: *** [../scripts/Makefile.build:229: mm/mprotect.o] Error 1\n";
-        expect![[r#"
-            [
-                "../mm/mprotect.c:42:9: error: 'foo' undeclared (first use in this function)",
-                "   42 |         foo = 1;",
-                "      |         ^~~",
-                "make[3]: *** [../scripts/Makefile.build:229: mm/mprotect.o] Error 1",
-            ]
-        "#]]
-        .assert_debug_eq(&compiler_errors(log));
     }
 }

@@ -12,6 +12,13 @@
 //! Commands run on the box go through ssh, which hands them to the box's shell: every
 //! value in them is quoted with [`quote`]; the fixed scripts here are ours.
 
+mod facts;
+
+pub use facts::{
+    count_cpus, home_cmdline, machine_to_arch, parse_facts, runs_test_kernel, test_cmdline, token, Facts,
+    TOKEN,
+};
+
 use crate::serial::{self, Boot};
 use crate::suite::{self, Suite};
 use anyhow::{bail, Context, Result};
@@ -141,46 +148,16 @@ pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', "'\\''"))
 }
 
-/// What a machine says about itself.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-pub struct Facts {
-    pub hostname: String,
-    /// Our name for the architecture (x86_64, arm64, ppc64le).
-    pub arch: String,
-    pub release: String,
-    pub cmdline: String,
-    pub boot_id: String,
-    pub cpus: u32,
-    pub root: bool,
-    pub kexec: bool,
-    pub systemctl: bool,
-    /// The running kernel's image and initrd in /boot, when they are there.
-    pub image: Option<String>,
-    pub initrd: Option<String>,
-    /// The CPU says it runs under a hypervisor (x86's `hypervisor` flag).
-    #[serde(default)]
-    pub hypervisor: bool,
-    /// DMI vendor and product, when the firmware gives them.
-    #[serde(default)]
-    pub vendor: String,
-}
-
-impl Facts {
-    /// How the report names the machine: where it is and what it is.
-    pub fn describe(&self, t: &Target) -> String {
-        let mut s = match t {
-            Target::Local => format!("this host ({})", self.hostname),
-            Target::Ssh(d) => d.clone(),
-        };
-        let vendor = self.vendor.trim();
-        if !vendor.is_empty() {
-            s.push_str(&format!(", {vendor}"));
-        }
-        if self.hypervisor {
-            s.push_str(", a virtual machine (its CPU reports a hypervisor)");
-        }
-        s
-    }
+/// The probe script: what a machine says about itself, one `key=value` a line. The
+/// kernel images it looks for in /boot are the table's `boot_image` names.
+fn probe_script() -> String {
+    let mut names: Vec<String> = crate::arch::table()
+        .map(|t| t.rows().iter().flat_map(|a| a.boot_images.clone()).collect())
+        .unwrap_or_default();
+    names.sort();
+    names.dedup();
+    let images: Vec<String> = names.iter().map(|n| format!("/boot/{n}-$r")).collect();
+    PROBE.replace("@IMAGES@", &images.join(" "))
 }
 
 const PROBE: &str = r#"r=$(uname -r)
@@ -192,65 +169,15 @@ echo "boot_id=$(cat /proc/sys/kernel/random/boot_id 2>/dev/null)"
 echo "online=$(cat /sys/devices/system/cpu/online 2>/dev/null)"
 echo "kexec=$(command -v kexec)"
 echo "systemctl=$(command -v systemctl)"
-for f in /boot/vmlinuz-$r /boot/vmlinux-$r /boot/Image-$r; do [ -f "$f" ] && { echo "image=$f"; break; }; done
+for f in @IMAGES@; do [ -f "$f" ] && { echo "image=$f"; break; }; done
 for f in /boot/initrd.img-$r /boot/initramfs-$r.img; do [ -f "$f" ] && { echo "initrd=$f"; break; }; done
 grep -qw hypervisor /proc/cpuinfo 2>/dev/null && echo "hypervisor=yes"
 echo "vendor=$(cat /sys/class/dmi/id/sys_vendor 2>/dev/null) $(cat /sys/class/dmi/id/product_name 2>/dev/null)"
 echo "cmdline=$(cat /proc/cmdline)"
 "#;
 
-/// `uname -m` to our architecture names (the table's `machine_names`).
-pub fn machine_to_arch(m: &str) -> String {
-    crate::arch::table()
-        .ok()
-        .and_then(|t| t.from_machine(m))
-        .map(|a| a.name.clone())
-        .unwrap_or_else(|| m.to_string())
-}
-
-/// `0-3,6,8-9` (sysfs CPU lists) to a count.
-pub fn count_cpus(list: &str) -> u32 {
-    list.trim()
-        .split(',')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('-') {
-            Some((a, b)) => match (a.parse::<u32>(), b.parse::<u32>()) {
-                (Ok(a), Ok(b)) if b >= a => b - a + 1,
-                _ => 0,
-            },
-            None => u32::from(p.parse::<u32>().is_ok()),
-        })
-        .sum()
-}
-
-/// The probe script's output to facts. Pure.
-pub fn parse_facts(text: &str) -> Facts {
-    let mut f = Facts::default();
-    for line in text.lines() {
-        let Some((k, v)) = line.split_once('=') else { continue };
-        let v = v.trim().to_string();
-        match k {
-            "hostname" => f.hostname = v,
-            "machine" => f.arch = machine_to_arch(&v),
-            "release" => f.release = v,
-            "uid" => f.root = v == "0",
-            "boot_id" => f.boot_id = v,
-            "online" => f.cpus = count_cpus(&v),
-            "kexec" => f.kexec = !v.is_empty(),
-            "systemctl" => f.systemctl = !v.is_empty(),
-            "image" if !v.is_empty() => f.image = Some(v),
-            "initrd" if !v.is_empty() => f.initrd = Some(v),
-            "cmdline" => f.cmdline = v,
-            "hypervisor" => f.hypervisor = v == "yes",
-            "vendor" => f.vendor = v,
-            _ => {}
-        }
-    }
-    f
-}
-
 pub fn probe(t: &Target) -> Result<Facts> {
-    let text = t.read(PROBE).with_context(|| match t {
+    let text = t.read(&probe_script()).with_context(|| match t {
         Target::Ssh(d) => format!("cannot reach {d} with ssh (BatchMode: keys, no passwords)"),
         Target::Local => "cannot describe this host".into(),
     })?;
@@ -281,43 +208,6 @@ else echo none; fi"#,
 /// The loaded modules (/proc/modules, which localyesconfig reads like lsmod's output).
 pub fn loaded_modules(t: &Target) -> Result<String> {
     t.read("cat /proc/modules 2>/dev/null; true")
-}
-
-/// The key of the word on the kernel command line that says which kernel we booted.
-pub const TOKEN: &str = "mmeval.kernel=";
-
-/// That word for a kernel.
-pub fn token(variant: &str, commit: &str) -> String {
-    format!("{TOKEN}{variant}/{}", &commit[..commit.len().min(12)])
-}
-
-/// Whether a machine with this command line runs one of our test kernels.
-pub fn runs_test_kernel(cmdline: &str) -> bool {
-    cmdline.split_whitespace().any(|w| w.starts_with(TOKEN))
-}
-
-/// The command line for a test kernel: the machine's own one without the boot loader's
-/// words and our earlier token, then ours. `panic=10` makes a crashing test kernel
-/// reboot (into the machine's default kernel) instead of hanging. Pure.
-pub fn test_cmdline(home: &str, token: &str) -> String {
-    let home = home_cmdline(home);
-    let mut words: Vec<&str> = home.split_whitespace().filter(|w| !w.starts_with("mmeval.")).collect();
-    // Arguments after `--` go to init; ours must come before them.
-    let tail = words.iter().position(|w| *w == "--").map(|i| words.split_off(i)).unwrap_or_default();
-    if !words.iter().any(|w| w.starts_with("panic=")) {
-        words.push("panic=10");
-    }
-    words.push(token);
-    words.extend(tail);
-    words.join(" ")
-}
-
-/// The machine's own command line for going home: without the boot loader's words. Pure.
-pub fn home_cmdline(home: &str) -> String {
-    home.split_whitespace()
-        .filter(|w| !w.starts_with("BOOT_IMAGE=") && !w.starts_with("initrd="))
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// The kernel a machine should come home to when the evaluation ends, and how it was
@@ -419,7 +309,7 @@ pub fn wait_for_new_boot(t: &Target, old: &str, timeout: Duration) -> Result<Opt
     let started = Instant::now();
     while started.elapsed() < timeout {
         std::thread::sleep(Duration::from_secs(2));
-        if let Ok(out) = t.script_with_timeout(PROBE, vec![], 5) {
+        if let Ok(out) = t.script_with_timeout(&probe_script(), vec![], 5) {
             if out.status.success() {
                 let f = parse_facts(&String::from_utf8_lossy(&out.stdout));
                 if !f.boot_id.is_empty() && f.boot_id != old {
@@ -510,41 +400,6 @@ mod tests {
             .output()
             .unwrap();
         assert_eq!(String::from_utf8_lossy(&out.stdout), hostile);
-    }
-
-    #[test]
-    fn cpu_lists() {
-        assert_eq!(count_cpus("0-3"), 4);
-        assert_eq!(count_cpus("0"), 1);
-        assert_eq!(count_cpus("0-1,4,6-7\n"), 5);
-        assert_eq!(count_cpus(""), 0);
-    }
-
-    #[test]
-    fn facts_from_the_probe() {
-        let f = parse_facts(
-            "hostname=box\nmachine=aarch64\nrelease=7.2.13\nuid=0\nboot_id=abc\nonline=0-7\nkexec=/usr/sbin/kexec\nsystemctl=\nimage=/boot/vmlinuz-7.2.13\ncmdline=root=/dev/sda1 ro quiet x=a=b\n",
-        );
-        assert_eq!(f.arch, "arm64");
-        assert_eq!(f.cpus, 8);
-        assert!(f.root && f.kexec && !f.systemctl);
-        assert_eq!(f.image.as_deref(), Some("/boot/vmlinuz-7.2.13"));
-        assert_eq!(f.initrd, None);
-        assert_eq!(f.cmdline, "root=/dev/sda1 ro quiet x=a=b");
-    }
-
-    #[test]
-    fn test_kernel_command_lines() {
-        let t = token("patched", "0123456789abcdef");
-        assert_eq!(t, "mmeval.kernel=patched/0123456789ab");
-        assert_eq!(
-            test_cmdline("BOOT_IMAGE=/boot/vmlinuz-6.1 root=UUID=x ro quiet mmeval.kernel=baseline/aaaa", &t),
-            "root=UUID=x ro quiet panic=10 mmeval.kernel=patched/0123456789ab"
-        );
-        assert_eq!(
-            test_cmdline("console=ttyS0 panic=1 rdinit=/x -- --init-arg", &t),
-            "console=ttyS0 panic=1 rdinit=/x mmeval.kernel=patched/0123456789ab -- --init-arg"
-        );
     }
 
     #[test]
