@@ -77,6 +77,9 @@ pub enum MboxFormat {
     Mboxo,
 }
 
+/// The most a compressed container may expand to (lore's largest threads are a few MB).
+pub const MAX_EXPANDED: u64 = 256 << 20;
+
 /// Splits a container into raw messages. gzip is recognised by its magic bytes.
 pub fn split_container(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
     split_container_as(bytes, MboxFormat::Auto)
@@ -84,11 +87,22 @@ pub fn split_container(bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
 
 /// [`split_container`] with the mbox flavour given.
 pub fn split_container_as(bytes: &[u8], format: MboxFormat) -> Result<Vec<Vec<u8>>> {
+    split_limited(bytes, format, MAX_EXPANDED)
+}
+
+fn split_limited(bytes: &[u8], format: MboxFormat, max_expanded: u64) -> Result<Vec<Vec<u8>>> {
     let owned;
     let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        std::io::Read::read_to_end(&mut flate2::read::MultiGzDecoder::new(bytes), &mut out)
+        let mut limited = std::io::Read::take(flate2::read::MultiGzDecoder::new(bytes), max_expanded + 1);
+        std::io::Read::read_to_end(&mut limited, &mut out)
             .context("the file looks gzip-compressed but does not decompress")?;
+        if out.len() as u64 > max_expanded {
+            bail!(
+                "the file expands to more than {} MiB; a thread is never that big (mmeval reads at most that much)",
+                max_expanded >> 20
+            );
+        }
         owned = out;
         &owned[..]
     } else {
@@ -360,6 +374,16 @@ mod tests {
         assert_eq!(m.raw_body, b"a\rb\n");
         let m = parse_message(b"From: A <a@x>\r\nSubject: s\r\n\r\nline\r\nx\ry\r\n", 0).unwrap();
         assert_eq!(m.raw_body, b"line\nx\ry\n");
+    }
+
+    #[test]
+    fn a_gzip_bomb_stops_at_the_limit() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(&vec![b'x'; 3 << 20]).unwrap();
+        let gz = enc.finish().unwrap();
+        let e = split_limited(&gz, MboxFormat::Auto, 2 << 20).unwrap_err().to_string();
+        assert_eq!(e, "the file expands to more than 2 MiB; a thread is never that big (mmeval reads at most that much)");
     }
 
     #[test]

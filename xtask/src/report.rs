@@ -144,12 +144,9 @@ pub struct BuildEntry {
 }
 
 impl BuildEntry {
-    /// Where the machine config of a build from one came from. Reports of format 1
-    /// written before the field existed said so only in the first fragment's name.
+    /// Where the machine config of a build from one came from.
     pub fn machine_config(&self) -> Option<&str> {
-        self.machine_config
-            .as_deref()
-            .or_else(|| self.fragments.first().and_then(|f| f.strip_prefix("config of ")))
+        self.machine_config.as_deref()
     }
 }
 

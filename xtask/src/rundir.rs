@@ -20,6 +20,7 @@ const PLAN: &str = "plan.json";
 const RECORDS: &str = "records.jsonl";
 const REPORT: &str = "report.json";
 const HOST: &str = "host.json";
+const LOCK: &str = "lock";
 const BOOTS: &str = "boots";
 pub const REPLY: &str = "reply.eml";
 pub const REGRESSION: &str = "report.eml";
@@ -53,6 +54,13 @@ pub struct Records {
 
 pub struct RunDir {
     path: PathBuf,
+}
+
+/// Held while a run writes the directory; the system releases it when the process ends,
+/// however it ends, so a lock left by a dead run is simply taken.
+#[derive(Debug)]
+pub struct Lock {
+    _file: std::fs::File,
 }
 
 impl RunDir {
@@ -95,6 +103,43 @@ impl RunDir {
 
     pub fn report_path(&self) -> PathBuf {
         self.file(REPORT)
+    }
+
+    /// The directory for this run alone: two runs of one evaluation at once would
+    /// clobber each other's serial logs. Refused, naming the holder, when one runs.
+    pub fn lock(&self) -> Result<Lock> {
+        use std::io::Write;
+        self.ensure()?;
+        let path = self.file(LOCK);
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match f.try_lock() {
+            Ok(()) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                f.set_len(0)?;
+                write!(f, "pid {} since {}", std::process::id(), crate::render::rfc2822(now as i64, 0))?;
+                Ok(Lock { _file: f })
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                anyhow::bail!(
+                    "{}: another run of this evaluation is going on ({}); wait for it to end, or stop it",
+                    self.path.display(),
+                    holder.trim()
+                )
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
     }
 
     /// Makes the directory the plan's: resume when `plan.json` is this plan's key,
@@ -168,6 +213,15 @@ impl RunDir {
         Ok(())
     }
 
+    pub fn records_path(&self) -> PathBuf {
+        self.file(RECORDS)
+    }
+
+    /// Where the KVM probe boot of an architecture leaves its serial log.
+    pub fn probe_log(&self, arch: &str) -> PathBuf {
+        self.file(&format!("kvm-probe-{arch}.log"))
+    }
+
     /// Where the serial log of a boot goes.
     pub fn boot_log(&self, key: &BootKey, target: &Target) -> PathBuf {
         let name = match target {
@@ -182,11 +236,13 @@ impl RunDir {
     }
 
     pub fn write_report(&self, r: &Report) -> Result<()> {
+        self.ensure()?;
         write_json(&self.report_path(), r)
     }
 
     /// Writes a mail or the page (whole, atomically).
     pub fn write_text(&self, name: &str, text: &str) -> Result<PathBuf> {
+        self.ensure()?;
         let path = self.file(name);
         write_atomic(&path, text.as_bytes())?;
         Ok(path)

@@ -75,3 +75,36 @@ fn series_json_is_machine_readable() {
     assert_eq!(v["chosen"]["patches"].as_array().unwrap().len(), 2);
     assert_eq!(v["mailbox"]["revisions"].as_object().unwrap().len(), 2);
 }
+
+#[test]
+fn eval_reports_a_series_that_does_not_apply_and_a_dry_run_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    common::toy_repo(&tmp.path().join("toy"));
+    let tree = tmp.path().join("toy");
+    let (tree, out) = (tree.to_str().unwrap(), tmp.path().join("out"));
+    let common = ["--tree", tree, "--arch", "x86_64", "--reps", "2", "--from", "CI Tester <ci@example.org>"];
+    let mut args = vec!["eval", "tests/data/series/does-not-apply.mbox", "--out", out.to_str().unwrap()];
+    args.extend(common);
+    let (ok, stdout, stderr) = xtask(&args);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("result: the series does not apply"), "{stdout}");
+    let mail =
+        std::fs::read_to_string(out.join("toy-count-present-entries-as-booleans-v1/reply.eml")).unwrap();
+    assert!(mail.contains("does not apply"), "{mail}");
+    assert!(!mail.contains("Tested-by:"));
+    // The plan of a series that applies, and nothing written for it.
+    let dry = tmp.path().join("dry");
+    let mut args =
+        vec!["eval", "tests/data/series/good-v2.mbox", "--out", dry.to_str().unwrap(), "--dry-run"];
+    args.extend(common);
+    let (ok, stdout, stderr) = xtask(&args);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.starts_with(
+            "plan: 2 kernels x 1 arch(es) = 2 builds; 8 boots (0 done, 8 to run) on qemu; order ABBA\n"
+        ),
+        "{stdout}"
+    );
+    assert_eq!(stdout.lines().filter(|l| l.starts_with("boot ")).count(), 8);
+    assert!(!dry.exists(), "a dry run wrote {}", dry.display());
+}

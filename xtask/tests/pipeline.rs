@@ -229,6 +229,22 @@ fn bad_duplicate_and_foreign_records_are_left_out_and_counted() {
 }
 
 #[test]
+fn one_run_at_a_time_and_a_dead_runs_lock_is_taken() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = RunDir::create(tmp.path().join("e")).unwrap();
+    let held = dir.lock().unwrap();
+    let e = dir.lock().unwrap_err().to_string();
+    assert!(
+        e.contains("another run of this evaluation is going on (pid ")
+            && e.contains(&std::process::id().to_string()),
+        "{e}"
+    );
+    drop(held);
+    // The holder is gone (as when a run is killed): the next run takes the directory.
+    let _again = dir.lock().unwrap();
+}
+
+#[test]
 fn a_machine_that_needs_the_user_stops_with_what_to_do() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = RunDir::create(tmp.path().join("e")).unwrap();

@@ -9,6 +9,7 @@ pub mod qemu;
 use crate::model::Target;
 use crate::plan::{BootStep, Kernel, MachineRun, Plan};
 use crate::record::{BootRecord, Stored};
+use crate::rundir::RunDir;
 use anyhow::Result;
 use std::path::Path;
 
@@ -41,10 +42,10 @@ pub fn for_plan<'a>(
     plan: &'a Plan,
     machine: Option<&'a MachineRun>,
     done: &[Stored],
-    scratch: &Path,
+    dir: &'a RunDir,
 ) -> Result<Box<dyn Backend + 'a>> {
     Ok(match (&plan.target, machine) {
-        (Target::Qemu, _) => Box::new(qemu::QemuHere::new(plan, scratch)),
+        (Target::Qemu, _) => Box::new(qemu::QemuHere::new(plan, dir)),
         (Target::Local | Target::Ssh(_), Some(m)) if plan.as_found => {
             Box::new(machine::AsFound::new(plan, m)?)
         }

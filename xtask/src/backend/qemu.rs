@@ -8,6 +8,7 @@ use crate::model::{Accel, Clock};
 use crate::plan::{AccelChoice, BootStep, Kernel, Plan};
 use crate::qemu::{self, BootSpec, Virt};
 use crate::record::{BootRecord, Provenance};
+use crate::rundir::RunDir;
 use crate::serial;
 use crate::suite::Suite;
 use anyhow::{bail, Result};
@@ -17,8 +18,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 /// Whether KVM can really run `arch`'s guest here: boot `kernel` once with the probe
-/// suite and see the harness finish. Cached per process.
-pub fn kvm_usable(arch: &Arch, kernel: &Path, initrd: &Path, scratch: &Path) -> bool {
+/// suite (its serial log to `log`) and see the harness finish. Cached per process.
+pub fn kvm_usable(arch: &Arch, kernel: &Path, initrd: &Path, log: &Path) -> bool {
     static CACHE: OnceLock<Mutex<HashMap<String, bool>>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
     if let Some(v) = cache.lock().unwrap().get(&arch.name) {
@@ -36,8 +37,7 @@ pub fn kvm_usable(arch: &Arch, kernel: &Path, initrd: &Path, scratch: &Path) -> 
             clock: Clock::Wall,
             append: vec![],
         };
-        let log = scratch.join(format!("kvm-probe-{}.log", arch.name));
-        match qemu::run(&spec, &log, Duration::from_secs(15)) {
+        match qemu::run(&spec, log, Duration::from_secs(15)) {
             Ok(r) => {
                 let text = std::fs::read_to_string(&r.serial_log).unwrap_or_default();
                 serial::parse(&text, r.timed_out).status == serial::BootStatus::Ok
@@ -117,13 +117,13 @@ pub fn qemu_boot(b: &QemuBoot, log: &Path) -> Result<BootRecord> {
 /// the KVM decision) the first time one of its boots comes up.
 pub struct QemuHere<'a> {
     plan: &'a Plan,
-    scratch: PathBuf,
+    dir: &'a RunDir,
     ready: HashMap<String, (PathBuf, Virt)>,
 }
 
 impl<'a> QemuHere<'a> {
-    pub fn new(plan: &'a Plan, scratch: &Path) -> QemuHere<'a> {
-        QemuHere { plan, scratch: scratch.to_path_buf(), ready: HashMap::new() }
+    pub fn new(plan: &'a Plan, dir: &'a RunDir) -> QemuHere<'a> {
+        QemuHere { plan, dir, ready: HashMap::new() }
     }
 
     fn arch(&self, name: &str) -> Result<&'a Arch> {
@@ -146,7 +146,7 @@ impl<'a> QemuHere<'a> {
             Some(AccelChoice::Kvm) => Virt::Kvm,
             Some(AccelChoice::Auto) => {
                 let probe = crate::harness::initramfs(arch, &probe_suite())?;
-                if kvm_usable(arch, image, &probe, &self.scratch) {
+                if kvm_usable(arch, image, &probe, &self.dir.probe_log(&arch.name)) {
                     Virt::Kvm
                 } else {
                     Virt::Tcg

@@ -48,6 +48,9 @@ pub(super) fn stream(
     .collect();
     drop(tx);
     let mut steps = 0u64;
+    // Without a terminal the bar is hidden: a log gets a line every half minute instead.
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut said = std::time::Instant::now();
     // Not only the tail: with -j, other directories go on compiling after an error and
     // can push it far up the log. Step lines are left out; everything else is kept.
     let mut kept = String::new();
@@ -56,6 +59,15 @@ pub(super) fn stream(
         if let Some(step) = kbuild_step(&line) {
             steps += 1;
             pb.set_position(steps);
+            if !tty && said.elapsed() >= Duration::from_secs(30) {
+                said = std::time::Instant::now();
+                let of = pb.length().filter(|&n| n > 0).map(|n| format!(" of about {n}")).unwrap_or_default();
+                crate::progress::say(&format!(
+                    "build {}: {steps}{of} steps in {:.0} s, now {step}",
+                    pb.prefix().trim(),
+                    pb.elapsed().as_secs_f64()
+                ));
+            }
             pb.set_message(step);
             continue;
         }

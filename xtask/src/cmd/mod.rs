@@ -87,6 +87,7 @@ pub fn measure(
     timing: &mut Vec<StageTime>,
     thresholds: &Thresholds,
 ) -> Result<Option<String>> {
+    let _lock = dir.lock()?;
     match dir.open(&plan.key, fresh)? {
         Opened::MovedAside(p) => {
             progress::say(&format!("the plan changed; the earlier evaluation is kept in {}", p.display()))
@@ -115,7 +116,7 @@ pub fn measure(
     if !records.boots.is_empty() {
         progress::emit(Event::Resumed { done: records.boots.len() });
     }
-    let mut backend = backend::for_plan(plan, machine, &records.boots, dir.path())?;
+    let mut backend = backend::for_plan(plan, machine, &records.boots, dir)?;
     let boots = execute::boots(plan, dir, backend.as_mut(), &images, records.boots)?;
     stage(timing, "boots", t);
 

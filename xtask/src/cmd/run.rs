@@ -64,13 +64,14 @@ pub fn run(o: &RunOptions) -> Result<RunResult> {
     if o.dry_run {
         return Ok(RunResult::Plan(super::dry_run(&plan, dir.path())?));
     }
+    let _lock = dir.lock()?;
     dir.open(&plan.key, o.spec.fresh)?;
     let (_, images) = execute::builds(&plan)?;
     let records = dir.records(&plan)?;
     if !records.boots.is_empty() {
         progress::emit(progress::Event::Resumed { done: records.boots.len() });
     }
-    let mut backend = crate::backend::for_plan(&plan, machine.as_ref(), &records.boots, dir.path())?;
+    let mut backend = crate::backend::for_plan(&plan, machine.as_ref(), &records.boots, &dir)?;
     let boots = execute::boots(&plan, &dir, backend.as_mut(), &images, records.boots)?;
     Ok(RunResult::Done(boots.done.into_iter().map(|s| s.record).collect()))
 }
@@ -102,7 +103,7 @@ pub fn default_out(suite: &str) -> PathBuf {
 
 /// The records file of an output directory.
 pub fn records_path(out: &Path) -> PathBuf {
-    out.join("records.jsonl")
+    RunDir::at(out.to_path_buf()).records_path()
 }
 
 /// Boot-to-boot variation per workload: n boots, median of the per-boot medians, and

@@ -111,7 +111,7 @@ pub fn render(r: &Report, env: &Envelope, templates: &Templates) -> Result<Strin
 
 fn reproduce(r: &Report) -> String {
     let fetch = match &r.reply_to.message_id {
-        Some(id) => format!("b4 am {}", clean_header(id)),
+        Some(id) => format!("b4 am {}", shell_word(&clean_header(id))),
         None => "save the thread as an mbox".into(),
     };
     let revs = if r.revisions.is_empty() {
@@ -136,6 +136,16 @@ fn reproduce(r: &Report) -> String {
         72,
         "",
     )
+}
+
+/// A Message-ID as people paste it into a shell: as it is when it is only the
+/// characters message ids are made of, else single-quoted (a `$(...)` stays text).
+fn shell_word(id: &str) -> String {
+    if !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || "@._+-=%/:".contains(c)) {
+        id.to_string()
+    } else {
+        format!("'{}'", id.replace('\'', "'\\''"))
+    }
 }
 
 /// `--clock` as the plan had it.
@@ -167,5 +177,26 @@ impl IfEmpty for String {
         } else {
             self
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shell_word;
+
+    #[test]
+    fn message_ids_are_one_shell_word_that_runs_nothing() {
+        assert_eq!(
+            shell_word("20261110083000.5151-0-mira@example.org"),
+            "20261110083000.5151-0-mira@example.org"
+        );
+        assert_eq!(shell_word("x$(touch /tmp/p)@evil"), "'x$(touch /tmp/p)@evil'");
+        let hostile = "a'b`id`;c@x";
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("printf %s {}", shell_word(hostile)))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), hostile);
     }
 }

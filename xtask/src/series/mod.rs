@@ -34,8 +34,10 @@ pub struct SubjectTag {
 pub fn parse_subject(subject: &str) -> SubjectTag {
     static REPLY: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)^\s*(re|aw|sv|antw)\s*:").unwrap());
     static BRACKETS: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^\s*\[([^\]]*)\]").unwrap());
-    static NUM: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(\d+)/(\d+)$").unwrap());
-    static REV: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[vV](\d+)$").unwrap());
+    // As b4: counters and versions of 1 to 4 digits; anything longer is text (a
+    // `1/4294967295` must not make a series of four billion patches).
+    static NUM: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^(\d{1,4})/(\d{1,4})$").unwrap());
+    static REV: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"^[vV](\d{1,4})$").unwrap());
     let mut s = subject;
     let mut tag = SubjectTag {
         is_reply: false,
@@ -446,6 +448,10 @@ mod tests {
             (t.revision, t.position, t.tags.clone()),
             (1, None, vec!["HOTFIX".to_string(), "6.17".to_string()])
         );
+        // b4's counters have 1 to 4 digits: longer ones are text, not a series length.
+        let t = parse_subject("[PATCH 1/4294967295] x");
+        assert_eq!((t.position, t.tags.clone()), (None, vec!["1/4294967295".to_string()]));
+        assert_eq!(parse_subject("[PATCH v99999 1/2] x").revision, 1);
         let t = parse_subject("[PATCH RESEND] x");
         assert_eq!(t.tags, vec!["RESEND"]);
         let t = parse_subject("Re: RE: [PATCH v4 3/4] mm: Optimize");
