@@ -70,6 +70,7 @@ fn build_entry(
         log: String::new(),
         machine_config: host_config.map(|h| h.source.clone()),
         preempt: None,
+        sandboxed: None,
     };
     match outcome {
         BuildOutcome::Built(a) => {
@@ -88,11 +89,13 @@ fn build_entry(
             e.reused = a.reused;
             e.log = a.dir.join("build.log").display().to_string();
             e.preempt = a.preempt();
+            e.sandboxed = a.meta.sandboxed;
         }
         BuildOutcome::Failed(f) => {
             e.step = Some(f.step.clone());
             e.errors = f.errors.clone();
             e.log = f.log.display().to_string();
+            e.sandboxed = Some(f.sandboxed);
         }
     }
     e

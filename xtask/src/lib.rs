@@ -28,6 +28,7 @@ pub mod reftree;
 pub mod render;
 pub mod report;
 pub mod rundir;
+pub mod sandbox;
 pub mod serial;
 pub mod series;
 pub mod stats;

@@ -219,6 +219,10 @@ struct BuildArgs {
     /// An extra Kconfig fragment merged after ours (repeatable); checked like ours.
     #[arg(long = "config", value_name = "FRAGMENT")]
     configs: Vec<PathBuf>,
+    /// Run the tree's make without the bubblewrap sandbox (the series' code then runs
+    /// as you, with your files and network).
+    #[arg(long)]
+    no_sandbox: bool,
 }
 
 impl BuildArgs {
@@ -227,6 +231,7 @@ impl BuildArgs {
             llvm: self.llvm,
             ccache: !self.no_ccache,
             extra_fragments: self.configs.clone(),
+            sandbox: !self.no_sandbox,
             ..Default::default()
         };
         if let Some(j) = self.jobs {

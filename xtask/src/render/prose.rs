@@ -63,6 +63,20 @@ pub fn join_u32(v: &[u32]) -> String {
     v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join("/")
 }
 
+/// Whether the builds ran the series' code in the sandbox, as they recorded it
+/// (nothing when they did not record it).
+pub fn sandbox_line(r: &Report) -> Option<String> {
+    let known: Vec<bool> = r.builds.iter().filter_map(|b| b.sandboxed).collect();
+    if known.is_empty() {
+        return None;
+    }
+    Some(if known.iter().all(|&s| s) {
+        "  Builds:    in a bubblewrap sandbox (system read-only, no network, no home)".to_string()
+    } else {
+        "  Builds:    NOT sandboxed (--no-sandbox): the series' build code ran as the tester".to_string()
+    })
+}
+
 /// What the kernels were configured from, as the build recorded it.
 pub fn config_line(r: &Report) -> Option<String> {
     let b = r.builds.iter().find(|b| b.ok)?;
@@ -118,6 +132,9 @@ pub fn tested_block(r: &Report) -> String {
         let _ = writeln!(o, "  {:<10} {cc} ({})", if i == 0 { "Compilers:" } else { "" }, arches.join(", "));
     }
     if let Some(line) = config_line(r) {
+        let _ = writeln!(o, "{line}");
+    }
+    if let Some(line) = sandbox_line(r) {
         let _ = writeln!(o, "{line}");
     }
     if r.apply.is_some() {
