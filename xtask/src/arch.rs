@@ -2,6 +2,7 @@
 //! module asks (names and aliases, make, cross compilers, images, QEMU machines,
 //! consoles, the KVM rule). Loaded once per process.
 
+use crate::model::ArchName;
 use crate::reftree::project_root;
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -10,7 +11,7 @@ use std::sync::OnceLock;
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 pub struct Arch {
     #[serde(skip_deserializing)]
-    pub name: String,
+    pub name: ArchName,
     /// Other names accepted for --arch.
     #[serde(default)]
     pub aliases: Vec<String>,
@@ -55,7 +56,7 @@ impl Table {
         for (k, v) in map {
             let name = k.as_str().ok_or_else(|| anyhow!("a row's name is not a string"))?.to_string();
             let mut a: Arch = serde_yaml::from_value(v).with_context(|| format!("row {name}"))?;
-            a.name = name;
+            a.name = name.into();
             rows.push(a);
         }
         Ok(Table { rows })
@@ -74,7 +75,7 @@ impl Table {
     }
 
     pub fn names(&self) -> Vec<String> {
-        self.rows.iter().map(|a| a.name.clone()).collect()
+        self.rows.iter().map(|a| a.name.to_string()).collect()
     }
 
     pub fn rows(&self) -> &[Arch] {
@@ -167,7 +168,8 @@ mod tests {
     #[test]
     fn lists_aliases_and_machine_names() {
         let t = table().unwrap();
-        let names = |l: &str| t.parse_list(l).unwrap().into_iter().map(|a| a.name).collect::<Vec<_>>();
+        let names =
+            |l: &str| t.parse_list(l).unwrap().into_iter().map(|a| a.name.to_string()).collect::<Vec<_>>();
         assert_eq!(names("aarch64,x86_64,arm64"), vec!["arm64", "x86_64"]);
         assert_eq!(names("all"), vec!["x86_64", "arm64", "ppc64le"]);
         assert_eq!(names("ppc64el,amd64"), vec!["ppc64le", "x86_64"]);
@@ -180,7 +182,7 @@ mod tests {
         }
         assert!(t.host().is_some(), "this host ({}) has no row", std::env::consts::ARCH);
         // KVM only for a guest of the host's own architecture.
-        let kvm: Vec<String> =
+        let kvm: Vec<ArchName> =
             t.rows().iter().filter(|a| t.kvm_possible(a)).map(|a| a.name.clone()).collect();
         assert!(kvm.iter().all(|n| Some(n) == t.host().map(|h| &h.name)), "{kvm:?}");
     }

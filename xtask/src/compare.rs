@@ -3,7 +3,7 @@
 //! the two sets of samples are compared with a rank test and a bootstrap interval,
 //! and a verdict is only as strong as the data. Pure.
 
-use crate::model::{Accel, Cell, Clock};
+use crate::model::{Accel, ArchName, Cell, Clock, Variant};
 use crate::serial::Sample;
 use crate::stats;
 use serde::{Deserialize, Serialize};
@@ -103,8 +103,8 @@ impl Side {
 pub struct Comparison {
     /// The variant compared with the baseline: "patched", or "v1", "v2" ...
     #[serde(default = "patched")]
-    pub variant: String,
-    pub arch: String,
+    pub variant: Variant,
+    pub arch: ArchName,
     pub accel: Accel,
     pub clock: Clock,
     pub cpus: u32,
@@ -126,7 +126,7 @@ pub struct Comparison {
     pub verdict: Verdict,
 }
 
-fn patched() -> String {
+fn patched() -> Variant {
     "patched".into()
 }
 
@@ -207,7 +207,7 @@ pub fn compare(samples: &[Tagged], base_variant: &str, new_variant: &str, t: &Th
         if s.variant != base_variant && s.variant != new_variant {
             continue;
         }
-        let cell = Cell { arch: s.arch.to_string(), accel: s.accel, clock: s.clock, cpus: s.cpus };
+        let cell = Cell { arch: s.arch.into(), accel: s.accel, clock: s.clock, cpus: s.cpus };
         let key = (cell, s.id.to_string());
         let acc = groups.entry(key).or_default();
         let is_base = s.variant == base_variant;
@@ -242,7 +242,7 @@ pub fn compare(samples: &[Tagged], base_variant: &str, new_variant: &str, t: &Th
             };
             let v = verdict(&base, &new, change, lo, hi, p, t);
             Comparison {
-                variant: new_variant.to_string(),
+                variant: new_variant.into(),
                 arch,
                 accel,
                 clock,

@@ -7,6 +7,7 @@
 
 use crate::backend::{Backend, Booted};
 use crate::build::{self, BuildOutcome};
+use crate::model::{ArchName, Variant};
 use crate::plan::Plan;
 use crate::progress::{self, BuildNote, Event};
 use crate::record::Stored;
@@ -17,7 +18,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// The image of every kernel that built, by (arch, variant).
-pub type Images = BTreeMap<(String, String), PathBuf>;
+pub type Images = BTreeMap<(ArchName, Variant), PathBuf>;
 
 /// Every build of the plan.
 pub fn builds(plan: &Plan) -> Result<(Vec<BuildEntry>, Images)> {
@@ -49,15 +50,15 @@ pub fn builds(plan: &Plan) -> Result<(Vec<BuildEntry>, Images)> {
 
 /// The report's entry for a build.
 fn build_entry(
-    arch: &str,
-    variant: &str,
+    arch: &ArchName,
+    variant: &Variant,
     commit: &str,
     outcome: &BuildOutcome,
     host_config: Option<&build::HostConfig>,
 ) -> BuildEntry {
     let mut e = BuildEntry {
-        arch: arch.to_string(),
-        variant: variant.to_string(),
+        arch: arch.clone(),
+        variant: variant.clone(),
         commit: commit.to_string(),
         ok: false,
         compiler: String::new(),
@@ -102,8 +103,8 @@ fn build_entry(
 }
 
 /// Whether every kernel of the plan built for `arch` (else nothing there is compared).
-pub fn measurable(plan: &Plan, images: &Images, arch: &str) -> bool {
-    plan.as_found || plan.kernels.iter().all(|k| images.contains_key(&(arch.to_string(), k.variant.clone())))
+pub fn measurable(plan: &Plan, images: &Images, arch: &ArchName) -> bool {
+    plan.as_found || plan.kernels.iter().all(|k| images.contains_key(&(arch.clone(), k.variant.clone())))
 }
 
 /// What the boots came to.

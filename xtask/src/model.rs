@@ -36,7 +36,7 @@ impl Accel {
 
 impl fmt::Display for Accel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 
@@ -79,7 +79,7 @@ impl Clock {
 
 impl fmt::Display for Clock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        f.pad(self.name())
     }
 }
 
@@ -128,11 +128,94 @@ impl<'de> Deserialize<'de> for Target {
     }
 }
 
+/// A name that is one of a small set of identifiers, typed so that an architecture is
+/// never passed where a variant is meant; serialized as the bare string.
+macro_rules! name {
+    ($(#[$doc:meta])* $t:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $t(pub String);
+
+        impl $t {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::ops::Deref for $t {
+            type Target = str;
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::borrow::Borrow<str> for $t {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $t {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                // pad: widths and alignment in tables apply as to a str
+                f.pad(&self.0)
+            }
+        }
+
+        impl From<&str> for $t {
+            fn from(s: &str) -> Self {
+                $t(s.to_string())
+            }
+        }
+
+        impl From<String> for $t {
+            fn from(s: String) -> Self {
+                $t(s)
+            }
+        }
+
+        impl PartialEq<str> for $t {
+            fn eq(&self, o: &str) -> bool {
+                self.0 == o
+            }
+        }
+
+        impl PartialEq<&str> for $t {
+            fn eq(&self, o: &&str) -> bool {
+                self.0 == *o
+            }
+        }
+
+        impl PartialEq<String> for $t {
+            fn eq(&self, o: &String) -> bool {
+                &self.0 == o
+            }
+        }
+    };
+}
+
+name!(
+    /// An architecture as the table names it: `x86_64`, `arm64`, `ppc64le`.
+    ArchName
+);
+name!(
+    /// A kernel of a plan: `baseline`, `patched`, `v1`, `v6.12` ...; the plan's first is
+    /// the baseline of every comparison.
+    Variant
+);
+
 /// One table of the report: every comparison measured on the same architecture,
 /// accelerator, clock and number of (v)CPUs.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Cell {
-    pub arch: String,
+    pub arch: ArchName,
     pub accel: Accel,
     pub clock: Clock,
     pub cpus: u32,
@@ -169,10 +252,10 @@ impl Cell {
 /// One boot of the plan: which cell, which kernel, which round.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct BootKey {
-    pub arch: String,
+    pub arch: ArchName,
     pub cpus: u32,
     pub clock: Clock,
-    pub variant: String,
+    pub variant: Variant,
     pub rep: usize,
 }
 
@@ -201,6 +284,7 @@ mod tests {
     #[test]
     fn titles() {
         let c = Cell { arch: "x86_64".into(), accel: Accel::Tcg, clock: Clock::Wall, cpus: 1 };
+        assert_eq!(serde_json::to_string(&c.arch).unwrap(), "\"x86_64\"");
         assert_eq!(
             c.title(9),
             "x86_64 -- QEMU TCG (emulated: not silicon timings), 1 vCPU, wall clock; 9 boots of each kernel"

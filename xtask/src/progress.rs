@@ -2,7 +2,7 @@
 //! looks (plain lines on a terminal, timestamped ones in a log). Build progress bars are
 //! drawn by the build itself (indicatif hides them when stderr is not a terminal).
 
-use crate::model::BootKey;
+use crate::model::{ArchName, BootKey, Variant};
 use crate::serial::BootStatus;
 use std::sync::{Mutex, OnceLock};
 
@@ -12,7 +12,7 @@ pub enum Event {
     /// Free text: a decision, a warning, what is being waited for.
     Note(String),
     /// A kernel was built (or found in the store), or failed to build.
-    Build { arch: String, variant: String, outcome: BuildNote },
+    Build { arch: ArchName, variant: Variant, outcome: BuildNote },
     /// A boot ended.
     Boot {
         n: usize,

@@ -2,7 +2,7 @@
 //! serial console said ([`serial::Boot`]), and, in `records.jsonl`, which boot of the plan
 //! it was ([`Stored`]). Pure types, serialized as they always were.
 
-use crate::model::{Accel, BootKey, Clock};
+use crate::model::{Accel, ArchName, BootKey, Clock, Variant};
 use crate::serial::Boot;
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -10,7 +10,7 @@ use std::path::PathBuf;
 /// Where a sample came from; printed next to every number.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Provenance {
-    pub arch: String,
+    pub arch: ArchName,
     pub accel: Accel,
     pub clock: Clock,
     pub cpu_model: String,
@@ -35,7 +35,7 @@ pub struct BootRecord {
 /// One finished boot of a plan, as a line of records.jsonl.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Stored {
-    pub variant: String,
+    pub variant: Variant,
     pub rep: usize,
     pub record: BootRecord,
 }

@@ -5,7 +5,7 @@
 use crate::apply::ApplyFailure;
 use crate::compare::{self, Comparison, Tagged, Thresholds, Verdict};
 use crate::mail::Addr;
-use crate::model::{Accel, Clock, Target};
+use crate::model::{Accel, ArchName, Clock, Target, Variant};
 use crate::record::Stored;
 use crate::serial::{BootStatus, RunFailure};
 use serde::{Deserialize, Serialize};
@@ -65,7 +65,7 @@ pub struct ReleaseInfo {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RevisionInfo {
-    pub variant: String,
+    pub variant: Variant,
     pub version: u32,
     pub subject: String,
     pub patches: Vec<PatchInfo>,
@@ -106,7 +106,7 @@ pub struct TreeInfo {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct PlanInfo {
-    pub arches: Vec<String>,
+    pub arches: Vec<ArchName>,
     pub cpus: Vec<u32>,
     pub clocks: Vec<Clock>,
     pub reps: usize,
@@ -117,13 +117,13 @@ pub struct PlanInfo {
     /// qemu, metal, or ssh:<dest>.
     pub target: Target,
     pub mem_mib: u32,
-    pub variants: Vec<String>,
+    pub variants: Vec<Variant>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BuildEntry {
-    pub arch: String,
-    pub variant: String,
+    pub arch: ArchName,
+    pub variant: Variant,
     pub commit: String,
     pub ok: bool,
     pub compiler: String,
@@ -155,8 +155,8 @@ impl BuildEntry {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BootEntry {
-    pub arch: String,
-    pub variant: String,
+    pub arch: ArchName,
+    pub variant: Variant,
     pub cpus: u32,
     pub clock: Clock,
     pub accel: Accel,
@@ -174,7 +174,7 @@ pub struct BootEntry {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Machine {
-    pub arch: String,
+    pub arch: ArchName,
     pub accel: Accel,
     pub cpu_model: String,
     pub emulator: String,
@@ -218,7 +218,7 @@ impl Report {
     }
 
     /// The variants compared with the baseline, in the plan's order.
-    pub fn new_variants(&self) -> Vec<String> {
+    pub fn new_variants(&self) -> Vec<Variant> {
         self.plan.variants.iter().skip(1).cloned().collect()
     }
 
@@ -232,7 +232,7 @@ impl Report {
 #[derive(Debug, Clone, Default)]
 pub struct EnvFacts {
     /// Per architecture: the QEMU version and the machine it emulates.
-    pub qemu: BTreeMap<String, (String, String)>,
+    pub qemu: BTreeMap<ArchName, (String, String)>,
     /// The real machine, described (`--metal`, `--host`).
     pub machine: Option<String>,
 }
@@ -296,7 +296,7 @@ pub fn machines(done: &[Stored], mem_mib: u32, env: &EnvFacts) -> Vec<Machine> {
 /// Every variant after the first against the first, per cell and workload of the suite.
 pub fn comparisons(
     done: &[Stored],
-    variants: &[String],
+    variants: &[Variant],
     suite: &crate::suite::Suite,
     t: &Thresholds,
 ) -> Vec<Comparison> {

@@ -99,7 +99,7 @@ fn the_plan(reps: usize, patched_commit: &str) -> Plan {
 fn images(p: &Plan) -> execute::Images {
     p.kernels
         .iter()
-        .map(|k| (("x86_64".to_string(), k.variant.clone()), PathBuf::from(format!("/img/{}", k.variant))))
+        .map(|k| (("x86_64".into(), k.variant.clone()), PathBuf::from(format!("/img/{}", k.variant))))
         .collect()
 }
 
@@ -270,7 +270,7 @@ fn a_failed_boot_is_a_record_and_an_arch_whose_build_failed_is_skipped() {
     assert_eq!(b.done.len(), 4);
     // No patched image for x86_64: nothing there is booted.
     let mut only_base = images(&p);
-    only_base.remove(&("x86_64".to_string(), "patched".to_string()));
+    only_base.remove(&("x86_64".into(), "patched".into()));
     let mut fake = Replay::new("normal-x86_64.log");
     let q = the_plan(1, &"d".repeat(40));
     dir.open(&q.key, false).unwrap();

@@ -20,11 +20,7 @@ pub fn record(boot: Boot, seconds: f64, log: &Path, host: Option<String>, arch: 
     let env = boot.env.clone().unwrap_or_default();
     BootRecord {
         provenance: Provenance {
-            arch: if env.machine.is_empty() {
-                arch.to_string()
-            } else {
-                metal::machine_to_arch(&env.machine)
-            },
+            arch: if env.machine.is_empty() { arch.into() } else { metal::machine_to_arch(&env.machine) },
             accel: Accel::Metal,
             clock: Clock::Wall,
             // The harness writes it with `_` for spaces (one k=v word).

@@ -4,7 +4,7 @@
 
 use super::{Backend, Booted};
 use crate::arch::Arch;
-use crate::model::{Accel, Clock};
+use crate::model::{Accel, ArchName, Clock};
 use crate::plan::{AccelChoice, BootStep, Kernel, Plan};
 use crate::qemu::{self, BootSpec, Virt};
 use crate::record::{BootRecord, Provenance};
@@ -22,7 +22,7 @@ use std::time::Duration;
 pub fn kvm_usable(arch: &Arch, kernel: &Path, initrd: &Path, log: &Path) -> bool {
     static CACHE: OnceLock<Mutex<HashMap<String, bool>>> = OnceLock::new();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-    if let Some(v) = cache.lock().unwrap().get(&arch.name) {
+    if let Some(v) = cache.lock().unwrap().get(arch.name.as_str()) {
         return *v;
     }
     let possible = crate::arch::table().is_ok_and(|t| t.kvm_possible(arch)) && Path::new("/dev/kvm").exists();
@@ -45,7 +45,7 @@ pub fn kvm_usable(arch: &Arch, kernel: &Path, initrd: &Path, log: &Path) -> bool
             Err(_) => false,
         }
     };
-    cache.lock().unwrap().insert(arch.name.clone(), works);
+    cache.lock().unwrap().insert(arch.name.to_string(), works);
     works
 }
 
@@ -118,7 +118,7 @@ pub fn qemu_boot(b: &QemuBoot, log: &Path) -> Result<BootRecord> {
 pub struct QemuHere<'a> {
     plan: &'a Plan,
     dir: &'a RunDir,
-    ready: HashMap<String, (PathBuf, Virt)>,
+    ready: HashMap<ArchName, (PathBuf, Virt)>,
 }
 
 impl<'a> QemuHere<'a> {

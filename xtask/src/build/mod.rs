@@ -91,7 +91,7 @@ impl Default for BuildOptions {
 
 /// The name of a build directory: architecture, toolchain, and the user's fragments.
 fn variant_dir(arch: &Arch, opts: &BuildOptions) -> String {
-    let mut name = arch.name.clone();
+    let mut name = arch.name.to_string();
     if opts.llvm {
         name.push_str("-llvm");
     }
@@ -296,7 +296,7 @@ pub fn build(
             ));
         }
         BuildOutcome::Failed(BuildFailure {
-            arch: arch.name.clone(),
+            arch: arch.name.to_string(),
             commit: commit.to_string(),
             step: step.to_string(),
             errors: errors.into_iter().map(|e| e.replace(&src_prefix, "")).collect(),
@@ -415,7 +415,7 @@ pub fn build(
     }
     let seconds = started.elapsed().as_secs_f64();
     let meta = BuildMeta {
-        arch: arch.name.clone(),
+        arch: arch.name.to_string(),
         tree: tree.label.clone(),
         commit: commit.to_string(),
         llvm: opts.llvm,
@@ -470,7 +470,7 @@ pub fn build_variants(
         for arch in arches {
             out.push(BuildResult {
                 variant: variant.to_string(),
-                arch: arch.name.clone(),
+                arch: arch.name.to_string(),
                 commit: commit.clone(),
                 outcome: build(tree, commit, arch, opts, variant),
             });

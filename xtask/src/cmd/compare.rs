@@ -60,8 +60,8 @@ pub fn compare(o: &CompareOptions) -> Result<Ran> {
         release: ra.clone(),
     };
     let kernels = vec![
-        Kernel { variant: la.clone(), tree: ta, commit: ca.clone(), release: ra },
-        Kernel { variant: lb.clone(), tree: tb, commit: cb.clone(), release: rb },
+        Kernel { variant: la.as_str().into(), tree: ta, commit: ca.clone(), release: ra },
+        Kernel { variant: lb.as_str().into(), tree: tb, commit: cb.clone(), release: rb },
     ];
     let plan = plan::plan(&spec, kernels, ids(&spec, None)?);
     if o.dry_run {

@@ -5,6 +5,7 @@
 use super::{dry_run, ids, machine, measure, stage, Outcome, Ran};
 use crate::apply::{self, ApplyOutcome};
 use crate::mail::{MailDate, MboxFormat};
+use crate::model::Variant;
 use crate::plan::{self, Kernel, Spec};
 use crate::render::{self, Templates};
 use crate::report::{self, PatchInfo, ReplyTarget, Report, RevisionInfo, SeriesInfo, StageTime, TreeInfo};
@@ -115,9 +116,9 @@ pub fn eval(o: &EvalOptions) -> Result<Ran> {
     let machine = machine(&o.spec, &dir)?;
     let spec = plan::narrow(&o.spec, machine.as_ref(), crate::arch::table()?)?;
     let total = (series.patches.len() + series.missing.len()) as u32;
-    let mut variants = vec!["baseline".to_string()];
+    let mut variants: Vec<Variant> = vec!["baseline".into()];
     if multi {
-        variants.extend(all.iter().map(|s| format!("v{}", s.version)));
+        variants.extend(all.iter().map(|s| Variant(format!("v{}", s.version))));
     } else {
         variants.push("patched".into());
     }

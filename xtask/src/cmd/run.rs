@@ -111,7 +111,7 @@ pub fn records_path(out: &Path) -> PathBuf {
 pub fn variation_table(records: &[BootRecord]) -> String {
     use crate::model::{Accel, Clock};
     /// (arch, accel, clock, vCPUs, workload) -> (per-boot medians, failed boots, metric)
-    type Groups = BTreeMap<(String, Accel, Clock, u32, String), (Vec<f64>, usize, String)>;
+    type Groups = BTreeMap<(crate::model::ArchName, Accel, Clock, u32, String), (Vec<f64>, usize, String)>;
     let mut groups: Groups = BTreeMap::new();
     for r in records {
         let p = &r.provenance;

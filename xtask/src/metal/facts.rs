@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 pub struct Facts {
     pub hostname: String,
     /// Our name for the architecture (x86_64, arm64, ppc64le).
-    pub arch: String,
+    pub arch: crate::model::ArchName,
     pub release: String,
     pub cmdline: String,
     pub boot_id: String,
@@ -46,12 +46,12 @@ impl Facts {
     }
 }
 /// `uname -m` to our architecture names (the table's `machine_names`).
-pub fn machine_to_arch(m: &str) -> String {
+pub fn machine_to_arch(m: &str) -> crate::model::ArchName {
     crate::arch::table()
         .ok()
         .and_then(|t| t.from_machine(m))
         .map(|a| a.name.clone())
-        .unwrap_or_else(|| m.to_string())
+        .unwrap_or_else(|| m.into())
 }
 
 /// `0-3,6,8-9` (sysfs CPU lists) to a count.

@@ -11,7 +11,7 @@ use crate::arch::Arch;
 use crate::build::BuildOptions;
 use crate::mail::Addr;
 use crate::metal::{self, Home};
-use crate::model::{BootKey, Clock, Target};
+use crate::model::{ArchName, BootKey, Clock, Target, Variant};
 use crate::record::Stored;
 use crate::report::PlanInfo;
 use crate::suite::{self, Suite};
@@ -77,7 +77,7 @@ pub struct MachineRun {
 /// A kernel to measure: the first of a plan's kernels is the baseline of every comparison.
 #[derive(Debug, Clone)]
 pub struct Kernel {
-    pub variant: String,
+    pub variant: Variant,
     pub tree: TreeHandle,
     pub commit: String,
     /// The release its Makefile says (for a boot that died before saying it).
@@ -114,7 +114,7 @@ impl Order {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildStep {
     pub kernel: usize,
-    pub arch: String,
+    pub arch: ArchName,
 }
 
 /// One boot: which cell, kernel and round, and how QEMU is to run it.
@@ -133,8 +133,8 @@ pub struct PlanKey {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<u32>,
     /// Every kernel: variant, tree and commit.
-    pub kernels: Vec<(String, String, String)>,
-    pub arches: Vec<String>,
+    pub kernels: Vec<(Variant, String, String)>,
+    pub arches: Vec<ArchName>,
     pub cpus: Vec<u32>,
     pub clocks: Vec<Clock>,
     pub reps: usize,
@@ -153,7 +153,7 @@ pub struct Ids {
     pub revision: Option<u32>,
     pub harness: String,
     pub config: String,
-    pub kvm_arches: Vec<String>,
+    pub kvm_arches: Vec<ArchName>,
 }
 
 /// Everything to do, in order.
@@ -243,7 +243,7 @@ pub fn plan(spec: &Spec, kernels: Vec<Kernel>, ids: Ids) -> Plan {
         Some(t) => t.into(),
     };
     let order = Order::for_kernels(kernels.len());
-    let variants: Vec<String> = kernels.iter().map(|k| k.variant.clone()).collect();
+    let variants: Vec<Variant> = kernels.iter().map(|k| k.variant.clone()).collect();
     // Variant by variant: each architecture's build directory sees the baseline first.
     let builds = (0..kernels.len())
         .flat_map(|k| spec.arches.iter().map(move |a| BuildStep { kernel: k, arch: a.name.clone() }))

@@ -29,7 +29,7 @@ fn kernels(names: &[&str]) -> Vec<Kernel> {
         .iter()
         .enumerate()
         .map(|(i, n)| Kernel {
-            variant: n.to_string(),
+            variant: (*n).into(),
             tree: tree.clone(),
             commit: format!("{i:040}"),
             release: None,

@@ -220,7 +220,7 @@ fn row(c: &Comparison) -> Result<Row> {
     let significant = matches!(c.verdict, Verdict::Improvement | Verdict::Regression);
     let class = serde_json::to_value(c.verdict)?.as_str().unwrap_or("").to_string();
     Ok(Row {
-        variant: c.variant.clone(),
+        variant: c.variant.to_string(),
         workload: c.workload.clone(),
         metric: c.metric.clone(),
         base: side_text(&c.base),
@@ -272,7 +272,7 @@ pub fn render(r: &Report, templates: &Templates, thresholds: &Thresholds) -> Res
             alpha => alpha,
             verdict_line => verdict_line,
             variants => r.plan.variants.iter().enumerate().map(|(i, v)| Variant {
-                name: v.clone(),
+                name: v.to_string(),
                 color: if i == 0 { "#0969da".into() } else { "#bc4c00".into() },
             }).collect::<Vec<_>>(),
             multi => r.plan.variants.len() > 2,

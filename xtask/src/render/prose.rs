@@ -251,7 +251,8 @@ pub fn tables(r: &Report) -> String {
     o
 }
 
-pub fn list(items: &[String]) -> String {
+pub fn list<T: ToString>(items: &[T]) -> String {
+    let items: Vec<String> = items.iter().map(ToString::to_string).collect();
     match items.len() {
         0 => String::new(),
         1 => items[0].clone(),
@@ -447,7 +448,7 @@ pub fn failures(r: &Report) -> String {
             let _ = writeln!(o, "    {l}");
         }
     }
-    let mut runs: BTreeMap<(String, String, String), usize> = BTreeMap::new();
+    let mut runs: BTreeMap<(crate::model::ArchName, String, String), usize> = BTreeMap::new();
     for b in &r.boots {
         for f in &b.failures {
             *runs.entry((b.arch.clone(), f.id.clone(), f.reason.clone())).or_default() += 1;

@@ -36,7 +36,7 @@ pub fn render(r: &Report, env: &Envelope, to: &[Addr], cc: &[Addr], templates: &
 
     let mut regr = String::new();
     // Every vCPU count of a regressed (workload, arch, accel, clock).
-    type Row = (String, String, crate::model::Accel, crate::model::Clock);
+    type Row = (String, crate::model::ArchName, crate::model::Accel, crate::model::Clock);
     let row = |c: &Comparison| -> Row { (c.workload.clone(), c.arch.clone(), c.accel, c.clock) };
     let mut by_workload: BTreeMap<Row, Vec<&Comparison>> = BTreeMap::new();
     for c in &regressions {
