@@ -41,6 +41,26 @@ pub struct BootSpec {
     pub clock: Clock,
     /// Kernel command line words beyond console/panic (e.g. the harness's).
     pub append: Vec<String>,
+    /// QEMU's seccomp sandbox (`-sandbox on`, no spawning, no privileges): set by
+    /// [`run`] when the binary has it.
+    pub sandbox: bool,
+}
+
+/// The seccomp filter QEMU applies to itself: the guest is the series' kernel.
+pub const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
+
+/// Whether `qemu` was built with `-sandbox` (seccomp). Asked once per binary.
+pub fn has_sandbox(qemu: &str) -> bool {
+    static CACHE: std::sync::OnceLock<std::sync::Mutex<std::collections::HashMap<String, bool>>> =
+        std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(v) = cache.lock().unwrap().get(qemu) {
+        return *v;
+    }
+    let help = Shell::new().ok().and_then(|sh| cmd!(sh, "{qemu} -help").quiet().ignore_stderr().read().ok());
+    let yes = help.is_some_and(|h| h.lines().any(|l| l.starts_with("-sandbox ")));
+    cache.lock().unwrap().insert(qemu.to_string(), yes);
+    yes
 }
 
 /// The kernel command line.
@@ -64,6 +84,9 @@ pub fn qemu_argv(spec: &BootSpec, serial_log: &Path) -> Vec<String> {
     }
     if spec.clock == Clock::Instructions {
         v.extend(["-icount".into(), "shift=0".into()]);
+    }
+    if spec.sandbox {
+        v.extend(["-sandbox".into(), SANDBOX.into()]);
     }
     v.extend([
         "-smp".into(),
@@ -100,6 +123,7 @@ pub struct QemuRun {
 pub fn run(spec: &BootSpec, serial_log: &Path, deadline: Duration) -> Result<QemuRun> {
     let sh = Shell::new()?;
     let qemu = &spec.arch.qemu;
+    let spec = &BootSpec { sandbox: has_sandbox(qemu), ..spec.clone() };
     let argv = qemu_argv(spec, serial_log);
     if let Some(dir) = serial_log.parent() {
         std::fs::create_dir_all(dir)?;
@@ -146,6 +170,7 @@ pub fn smoke(arch: &Arch, kernel: &Path, log: &Path) -> Result<String> {
         accel: Virt::Tcg,
         clock: Clock::Wall,
         append: vec![],
+        sandbox: false,
     };
     let r = run(&spec, log, Duration::from_secs(120))?;
     let text = String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned();
@@ -190,6 +215,7 @@ mod tests {
                 accel,
                 clock,
                 append: vec!["mmeval.suite=quick".into()],
+                sandbox: name == "arm64",
             };
             out.push_str(&format!(
                 "{} {}\n",
@@ -201,7 +227,7 @@ mod tests {
             qemu-system-x86_64 -M q35 -accel tcg -cpu max -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial file:/run/serial.log -kernel /k/image -initrd /k/initrd.cpio -append console=ttyS0 panic=-1 oops=panic mmeval.suite=quick
             qemu-system-x86_64 -M q35 -accel kvm -cpu host -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial file:/run/serial.log -kernel /k/image -initrd /k/initrd.cpio -append console=ttyS0 panic=-1 oops=panic mmeval.suite=quick
             qemu-system-x86_64 -M q35 -accel tcg -cpu max -icount shift=0 -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial file:/run/serial.log -kernel /k/image -initrd /k/initrd.cpio -append console=ttyS0 panic=-1 oops=panic noapictimer mmeval.suite=quick
-            qemu-system-aarch64 -M virt -accel tcg -cpu max -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial file:/run/serial.log -kernel /k/image -initrd /k/initrd.cpio -append console=ttyAMA0 panic=-1 oops=panic mmeval.suite=quick
+            qemu-system-aarch64 -M virt -accel tcg -cpu max -sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial file:/run/serial.log -kernel /k/image -initrd /k/initrd.cpio -append console=ttyAMA0 panic=-1 oops=panic mmeval.suite=quick
             qemu-system-ppc64 -M pseries,x-vof=on -accel tcg -cpu power9 -icount shift=0 -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial file:/run/serial.log -kernel /k/image -initrd /k/initrd.cpio -append console=hvc0 panic=-1 oops=panic mmeval.suite=quick
         "#]]
         .assert_eq(&out);

@@ -36,6 +36,7 @@ pub fn kvm_usable(arch: &Arch, kernel: &Path, initrd: &Path, log: &Path) -> bool
             accel: Virt::Kvm,
             clock: Clock::Wall,
             append: vec![],
+            sandbox: false,
         };
         match qemu::run(&spec, log, Duration::from_secs(15)) {
             Ok(r) => {
@@ -77,6 +78,7 @@ pub fn qemu_boot(b: &QemuBoot, log: &Path) -> Result<BootRecord> {
         accel: b.accel,
         clock: b.clock,
         append: vec![],
+        sandbox: false,
     };
     let r = qemu::run(&spec, log, b.deadline)?;
     let text = String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned();

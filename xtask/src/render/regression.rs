@@ -73,14 +73,9 @@ pub fn render(r: &Report, env: &Envelope, to: &[Addr], cc: &[Addr], templates: &
 
     let mut overview = String::new();
     for (cell, rows) in &compare::by_cell(&r.comparisons) {
-        let _ = writeln!(
-            overview,
-            "  {}, {}, {}, {} vCPU",
-            cell.arch,
-            cell.accel.upper(),
-            cell.clock.words(),
-            cell.cpus
-        );
+        // The same title as the reply's tables and the page's sections.
+        let boots = rows.iter().map(|c| c.base.n.max(c.new.n)).max().unwrap_or(0);
+        let _ = writeln!(overview, "  {}", cell.title(boots));
         for c in rows {
             let _ = writeln!(
                 overview,
