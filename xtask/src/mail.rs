@@ -64,6 +64,9 @@ pub struct Mail {
     /// The charset the text part declares; None when it declares none (then UTF-8).
     #[serde(skip)]
     pub charset: Option<String>,
+    /// To:/Cc: entries that are not addresses (left out of `to`/`cc`, and named).
+    #[serde(skip)]
+    pub unparsed_addresses: Vec<String>,
 }
 
 /// How `>From ` lines in a container are read.
@@ -179,9 +182,17 @@ pub fn parse_message(raw: &[u8], index: usize) -> Result<Mail> {
         .map(addresses)
         .and_then(|v| v.into_iter().next())
         .unwrap_or(Addr { name: String::new(), email: String::new() });
-    let list = |name: &str| -> Vec<Addr> {
-        mailparse::MailHeaderMap::get_all_headers(headers, name).into_iter().flat_map(addresses).collect()
+    let mut dropped = Vec::new();
+    let mut list = |name: &str| -> Vec<Addr> {
+        let mut out = Vec::new();
+        for h in mailparse::MailHeaderMap::get_all_headers(headers, name) {
+            let (ok, bad) = addresses_and_dropped(h);
+            out.extend(ok);
+            dropped.extend(bad.into_iter().map(|b| format!("{name}: {b}")));
+        }
+        out
     };
+    let (to, cc) = (list("To"), list("Cc"));
     let ids = |name: &str| get(name).map(|v| message_ids(&v)).unwrap_or_default();
     let mut text = Text::default();
     text_body(&parsed, &mut text)
@@ -191,8 +202,9 @@ pub fn parse_message(raw: &[u8], index: usize) -> Result<Mail> {
         message_id: ids("Message-ID").into_iter().next(),
         in_reply_to: ids("In-Reply-To").into_iter().next(),
         references: ids("References"),
-        to: list("To"),
-        cc: list("Cc"),
+        to,
+        cc,
+        unparsed_addresses: dropped,
         date: get("Date").and_then(|d| parse_date(&d)),
         subject: get("Subject").unwrap_or_default(),
         from,
@@ -207,6 +219,13 @@ pub fn parse_container(bytes: &[u8]) -> Result<Vec<Mail>> {
     split_container(bytes)?.iter().enumerate().map(|(i, raw)| parse_message(raw, i)).collect()
 }
 
+/// Text from mail or logs for a terminal or a mail body: line ends and tabs kept, every
+/// other control character (ESC and OSC sequences among them, C1 too) dropped. The
+/// bytes that go into a tree never pass here.
+pub fn scrub_text(text: &str) -> String {
+    text.chars().filter(|&c| c == '\n' || c == '\t' || !c.is_control()).collect()
+}
+
 /// Header values end up in our own headers and terminal output: no control characters,
 /// runs of white space folded to one space.
 pub fn clean_header(value: &str) -> String {
@@ -217,10 +236,28 @@ pub fn clean_header(value: &str) -> String {
         .join(" ")
 }
 
+/// The addresses of a header. One address that does not parse does not lose the
+/// others: the list is then read address by address, and what does not parse is
+/// returned apart, to be named.
+fn addresses_and_dropped(header: &mailparse::MailHeader) -> (Vec<Addr>, Vec<String>) {
+    if let Ok(list) = mailparse::addrparse_header(header) {
+        return (addr_list(&list), vec![]);
+    }
+    let (mut ok, mut dropped) = (Vec::new(), Vec::new());
+    for piece in header.get_value().split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match mailparse::addrparse(piece) {
+            Ok(list) if !addr_list(&list).is_empty() => ok.extend(addr_list(&list)),
+            _ => dropped.push(clean_header(piece)),
+        }
+    }
+    (ok, dropped)
+}
+
 fn addresses(header: &mailparse::MailHeader) -> Vec<Addr> {
-    let Ok(list) = mailparse::addrparse_header(header) else {
-        return Vec::new();
-    };
+    addresses_and_dropped(header).0
+}
+
+fn addr_list(list: &mailparse::MailAddrList) -> Vec<Addr> {
     let single = |s: &mailparse::SingleInfo| Addr {
         name: clean_header(s.display_name.as_deref().unwrap_or("")),
         email: clean_header(&s.addr),
@@ -408,6 +445,17 @@ mod tests {
         assert_eq!(d.offset_minutes, -270);
         // python3: email.utils.mktime_tz(email.utils.parsedate_tz(...)) == 1774368840
         assert_eq!(d.timestamp, 1774368840);
+    }
+
+    #[test]
+    fn one_bad_address_loses_only_itself_and_control_characters_are_scrubbed() {
+        let raw =
+            b"From: A <a@x.org>\nSubject: s\nCc: Good One <good@x.org>, <<broken@@, other@x.org\n\nbody\n";
+        let m = parse_message(raw, 0).unwrap();
+        let cc: Vec<&str> = m.cc.iter().map(|a| a.email.as_str()).collect();
+        assert_eq!(cc, ["good@x.org", "other@x.org"]);
+        assert_eq!(m.unparsed_addresses, ["Cc: <<broken@@"]);
+        assert_eq!(scrub_text("ok\x1b]0;title\x07 \x1b[31mred\u{9b}\n\tx"), "ok]0;title [31mred\n\tx");
     }
 
     #[test]

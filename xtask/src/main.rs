@@ -331,7 +331,8 @@ fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Errors quote mail (subjects, paths, hunks): no control sequences reach the terminal.
+            eprintln!("error: {}", xtask::mail::scrub_text(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -341,7 +342,7 @@ fn main() -> ExitCode {
 fn progress_sink(command: &'static str) {
     let tty = std::io::stderr().is_terminal();
     progress::set_sink(move |e| {
-        let text = progress::text(e);
+        let text = xtask::mail::scrub_text(&progress::text(e));
         if tty {
             eprintln!("{command}: {text}");
         } else {
@@ -395,14 +396,21 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Series { file, pick, json } => {
-            print!("{}", cmd::ingest::series(&file, pick.choice(), pick.format.format(), json)?);
+            print!(
+                "{}",
+                xtask::mail::scrub_text(&cmd::ingest::series(
+                    &file,
+                    pick.choice(),
+                    pick.format.format(),
+                    json
+                )?)
+            );
         }
         Command::Apply { file, pick, tree, base } => {
             let tree = tree.resolve()?;
-            print!(
-                "{}",
-                cmd::ingest::apply(&file, pick.choice(), pick.format.format(), &tree, base.as_deref())?
-            );
+            let text =
+                cmd::ingest::apply(&file, pick.choice(), pick.format.format(), &tree, base.as_deref())?;
+            print!("{}", xtask::mail::scrub_text(&text));
         }
         Command::Build { file, pick, tree, base, build: b, smoke } => {
             progress_sink("build");

@@ -186,3 +186,13 @@ fn header_values_from_mail_cannot_inject_headers() {
     }
     assert!(!text.contains('\r'));
 }
+
+#[test]
+fn terminal_escapes_from_mail_and_logs_never_reach_the_mail_body() {
+    let (_, mut r) = fixtures().into_iter().find(|(n, _)| n == "panic").unwrap();
+    r.reply_to.body = "A cover\x1b]0;owned\x07 letter \x1b[2J with escapes\n".into();
+    r.boots[0].excerpt.push("kernel says \x1b[31mred\x1b[0m".into());
+    let text = render::reply::render(&r, &envelope(), &template()).unwrap();
+    assert!(!text.chars().any(|c| c.is_control() && c != '\n' && c != '\t'), "{text:?}");
+    assert!(text.contains("A cover]0;owned letter [2J with escapes"));
+}

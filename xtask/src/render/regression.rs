@@ -197,7 +197,7 @@ pub fn render(r: &Report, env: &Envelope, to: &[Addr], cc: &[Addr], templates: &
         72,
         "",
     );
-    templates.render(
+    let text = templates.render(
         super::REGRESSION,
         minijinja::context! {
             h => h,
@@ -213,7 +213,8 @@ pub fn render(r: &Report, env: &Envelope, to: &[Addr], cc: &[Addr], templates: &
             reproduce => reproduce,
             regzbot => if regressions.is_empty() { String::new() } else { format!("#regzbot introduced: {a}..{b}") },
         },
-    )
+    )?;
+    Ok(crate::mail::scrub_text(&text))
 }
 
 /// What can be said about the two kernels' configuration: only what the builds

@@ -89,6 +89,7 @@ pub fn render(r: &Report, env: &Envelope, templates: &Templates) -> Result<Strin
         72,
         "",
     );
+    // Cover letters and console excerpts are the sender's and the kernel's text.
     let body = templates.render(
         super::REPLY,
         minijinja::context! {
@@ -106,7 +107,7 @@ pub fn render(r: &Report, env: &Envelope, templates: &Templates) -> Result<Strin
             tested_by => if r.all_passed() { tested_by_line(&env.from) } else { None },
         },
     )?;
-    Ok(body)
+    Ok(crate::mail::scrub_text(&body))
 }
 
 fn reproduce(r: &Report) -> String {

@@ -237,6 +237,14 @@ pub fn build_mailbox(mails: &[Mail]) -> Result<Mailbox> {
     if chosen.is_empty() {
         bail!("no patch found: no message has a [PATCH ...] subject (is this a patch series?)");
     }
+    for m in chosen.values() {
+        for bad in &m.unparsed_addresses {
+            warnings.push(format!(
+                "{}: `{bad}` is not an address; it is left out of the reply's recipients",
+                id_or_index(m)
+            ));
+        }
+    }
 
     // Where every message id sits: (revision, number), number 0 = cover letter.
     let mut place: HashMap<&str, (u32, u32)> = HashMap::new();
