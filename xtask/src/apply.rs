@@ -201,6 +201,25 @@ fn check_ref_is_ours(repo: &Repository, refname: &str) -> Result<()> {
             bail!("{refname} is checked out in {}; switch to another branch first", repo_path(repo));
         }
     }
+    // As git refuses to move a branch checked out anywhere: linked worktrees too.
+    let names: Vec<String> = match repo.worktrees() {
+        Ok(w) => (0..w.len()).filter_map(|i| w.get(i).ok().flatten()).map(String::from).collect(),
+        Err(_) => vec![],
+    };
+    for name in names {
+        let Ok(wt) = repo.find_worktree(&name) else { continue };
+        let Ok(other) = Repository::open_from_worktree(&wt) else { continue };
+        let head = other
+            .find_reference("HEAD")
+            .ok()
+            .and_then(|h| h.symbolic_target().ok().flatten().map(String::from));
+        if head.as_deref() == Some(refname) {
+            bail!(
+                "{refname} is checked out in the worktree {}; switch it to another branch first",
+                wt.path().display()
+            );
+        }
+    }
     if let Ok(r) = repo.find_reference(refname) {
         let ours =
             r.peel_to_commit().map(|c| c.committer().email().ok() == Some(COMMITTER_EMAIL)).unwrap_or(false);

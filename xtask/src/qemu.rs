@@ -117,10 +117,26 @@ pub struct QemuRun {
     pub serial_log: PathBuf,
     /// What QEMU itself printed (warnings, errors).
     pub qemu_stderr: String,
+    /// The guest wrote more than the console cap: QEMU was stopped, the log cut there.
+    pub flooded: bool,
 }
+
+/// The most a boot's serial console may write (a kernel that floods its console must
+/// not fill the disk); a boot that writes more is stopped and fails.
+pub const MAX_CONSOLE: u64 = 64 << 20;
 
 /// Runs QEMU for `spec` until it exits or `deadline` passes (then kills it).
 pub fn run(spec: &BootSpec, serial_log: &Path, deadline: Duration) -> Result<QemuRun> {
+    run_capped(spec, serial_log, deadline, MAX_CONSOLE)
+}
+
+/// [`run`] with the console cap given.
+pub fn run_capped(
+    spec: &BootSpec,
+    serial_log: &Path,
+    deadline: Duration,
+    max_console: u64,
+) -> Result<QemuRun> {
     let sh = Shell::new()?;
     let qemu = &spec.arch.qemu;
     let spec = &BootSpec { sandbox: has_sandbox(qemu), ..spec.clone() };
@@ -136,6 +152,7 @@ pub fn run(spec: &BootSpec, serial_log: &Path, deadline: Duration) -> Result<Qem
     let started = Instant::now();
     let mut child = command.spawn().with_context(|| format!("cannot start {qemu}"))?;
     let mut timed_out = false;
+    let mut flooded = false;
     let status = loop {
         if let Some(s) = child.try_wait()? {
             break Some(s);
@@ -146,6 +163,16 @@ pub fn run(spec: &BootSpec, serial_log: &Path, deadline: Duration) -> Result<Qem
             timed_out = true;
             break None;
         }
+        if std::fs::metadata(serial_log).is_ok_and(|m| m.len() > max_console) {
+            let _ = child.kill();
+            let _ = child.wait();
+            flooded = true;
+            // What it wrote until it was stopped, up to the cap.
+            if let Ok(f) = std::fs::OpenOptions::new().write(true).open(serial_log) {
+                let _ = f.set_len(max_console);
+            }
+            break None;
+        }
         std::thread::sleep(Duration::from_millis(20));
     };
     Ok(QemuRun {
@@ -154,6 +181,7 @@ pub fn run(spec: &BootSpec, serial_log: &Path, deadline: Duration) -> Result<Qem
         seconds: started.elapsed().as_secs_f64(),
         serial_log: serial_log.to_path_buf(),
         qemu_stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+        flooded,
     })
 }
 

@@ -267,6 +267,23 @@ fn refs_that_are_not_ours_are_left_alone() {
     let err = apply::apply_to_repo(tmp.path(), &s, None).unwrap_err();
     assert!(err.to_string().contains("was not made by this tool"), "{err}");
     assert_eq!(git(tmp.path(), &["rev-parse", &name]).trim(), TOY_BASE);
+    // Checked out in a linked worktree: git refuses to move it, and so do we.
+    git(tmp.path(), &["branch", "-D", &name]);
+    let wt = tempfile::tempdir().unwrap();
+    let wt_path = wt.path().join("wt");
+    git(tmp.path(), &["branch", "eval-wt-probe", "main"]);
+    let ours = apply::apply_to_repo(tmp.path(), &s, None).unwrap().applied().unwrap();
+    git(
+        tmp.path(),
+        &["worktree", "add", "-q", wt_path.to_str().unwrap(), &ours.refname["refs/heads/".len()..]],
+    );
+    let err = apply::apply_to_repo(tmp.path(), &s, Some("main")).unwrap_err();
+    assert!(err.to_string().contains("is checked out in the worktree"), "{err}");
+    assert_eq!(git(&wt_path, &["rev-parse", "HEAD"]).trim(), ours.tip, "the worktree moved");
+    git(tmp.path(), &["worktree", "remove", "--force", wt_path.to_str().unwrap()]);
+    git(tmp.path(), &["branch", "-D", "eval-wt-probe"]);
+    git(tmp.path(), &["branch", "-D", &ours.refname["refs/heads/".len()..]]);
+    git(tmp.path(), &["branch", &name, "main"]);
     // Checked out: moving it would move the user's HEAD.
     git(tmp.path(), &["branch", "-D", &name]);
     git(tmp.path(), &["symbolic-ref", "HEAD", &format!("refs/heads/{name}")]);

@@ -112,3 +112,32 @@ fn the_quick_suite_boots_on_every_arch_under_qemu() {
         }
     }
 }
+
+#[test]
+fn a_console_that_writes_too_much_is_stopped_at_the_cap() {
+    let t = tree::resolve(None, None).unwrap();
+    let commit = reftree::provision(None).unwrap().commit;
+    let a = &arch::parse_list("x86_64").unwrap()[0];
+    let k = build::build(&t, &commit, a, &build::BuildOptions::default(), "baseline")
+        .unwrap()
+        .artifacts()
+        .unwrap();
+    let s = suite::load("quick").unwrap();
+    let spec = qemu::BootSpec {
+        arch: a.clone(),
+        kernel: k.image.clone(),
+        initrd: Some(harness::initramfs(a, &s).unwrap()),
+        cpus: 1,
+        mem_mib: 512,
+        accel: qemu::Virt::Tcg,
+        clock: qemu::Clock::Wall,
+        append: vec![],
+        sandbox: false,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("serial.log");
+    // A real boot writes far more than 4 KiB to its console.
+    let r = qemu::run_capped(&spec, &log, std::time::Duration::from_secs(120), 4096).unwrap();
+    assert!(r.flooded && !r.timed_out, "{r:?}");
+    assert!(std::fs::metadata(&log).unwrap().len() <= 4096);
+}

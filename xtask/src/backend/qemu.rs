@@ -82,7 +82,13 @@ pub fn qemu_boot(b: &QemuBoot, log: &Path) -> Result<BootRecord> {
     };
     let r = qemu::run(&spec, log, b.deadline)?;
     let text = String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned();
-    let boot = serial::parse(&text, r.timed_out);
+    let mut boot = serial::parse(&text, r.timed_out);
+    if r.flooded {
+        // A failure of the kernel under test, with what it was doing.
+        boot.status = serial::BootStatus::Incomplete;
+        boot.excerpt
+            .insert(0, format!("console output over {} MB: QEMU was stopped", qemu::MAX_CONSOLE >> 20));
+    }
     if boot.status == serial::BootStatus::NoHarness
         && !r.qemu_stderr.trim().is_empty()
         && r.exit_code != Some(0)
