@@ -25,7 +25,9 @@ fn eval_of_a_shipped_series_on_three_architectures() {
     let out = tempfile::tempdir().unwrap();
     let (ok, stdout, stderr) = eval(out.path());
     assert!(ok, "eval failed:\n{stdout}\n{stderr}");
-    let dir = out.path().join("mm-mprotect-look-up-the-folio-only-when-it-is-ne-v2");
+    let shipped = xtask::reftree::project_root().join("patches/mprotect-folio-hint-gate.mbox");
+    let slug = xtask::input::read_series(&shipped, Default::default()).unwrap().slug;
+    let dir = out.path().join(slug);
     let mail = std::fs::read_to_string(dir.join("reply.eml")).unwrap();
 
     // Threaded reply to the v2 cover letter, from the tester, to the author.

@@ -236,7 +236,8 @@ fn eval_on_a_machine_reached_with_ssh_and_kexec() {
     let console = std::fs::read_to_string(&serial).unwrap_or_default();
     assert!(o.status.success(), "eval --host failed:\n{stdout}\n{stderr}\nbox console:\n{console}");
 
-    let dir_out = out.join("mm-mprotect-look-up-the-folio-only-when-it-is-ne-v2");
+    let shipped = xtask::reftree::project_root().join("patches/mprotect-folio-hint-gate.mbox");
+    let dir_out = out.join(xtask::input::read_series(&shipped, Default::default()).unwrap().slug);
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir_out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["plan"]["target"], "ssh:root@box");

@@ -366,21 +366,35 @@ fn quote_subject(s: &str) -> String {
 }
 
 /// A file- and ref-safe name for the series: from the subject, never from paths in mail.
+/// A subject cut short gets a short hash of the whole one, so that two series whose
+/// subjects begin alike never share a ref or a directory.
 pub fn slug(subject: &str, version: u32) -> String {
     let mut out = String::new();
+    let mut cut = false;
     for c in subject.chars().flat_map(char::to_lowercase) {
+        if out.len() >= 48 {
+            cut |= c.is_ascii_alphanumeric();
+            if cut {
+                break;
+            }
+            continue;
+        }
         if c.is_ascii_alphanumeric() {
             out.push(c);
         } else if !out.ends_with('-') && !out.is_empty() {
             out.push('-');
         }
-        if out.len() >= 48 {
-            break;
-        }
     }
     let out = out.trim_end_matches('-');
     let out = if out.is_empty() { "series" } else { out };
-    format!("{out}-v{version}")
+    if cut {
+        let id = git2::Oid::hash_object(git2::ObjectType::Blob, subject.as_bytes())
+            .map(|o| o.to_string())
+            .unwrap_or_default();
+        format!("{out}-{}-v{version}", &id[..id.len().min(8)])
+    } else {
+        format!("{out}-v{version}")
+    }
 }
 
 /// Which revision to take.
@@ -471,7 +485,15 @@ mod tests {
     fn slugs_are_safe() {
         assert_eq!(slug("mm/mprotect: ../../etc <script>", 2), "mm-mprotect-etc-script-v2");
         assert_eq!(slug("", 1), "series-v1");
-        assert!(slug(&"x".repeat(300), 1).len() < 60);
+        assert!(slug(&"x".repeat(300), 1).len() < 70);
+        // Subjects that share their first 48 characters still get their own slugs.
+        let (a, b) = (
+            slug("mm/mprotect: look up the folio only when it is needed for NUMA", 1),
+            slug("mm/mprotect: look up the folio only when it is needed for writes", 1),
+        );
+        assert_ne!(a, b);
+        assert!(a.starts_with("mm-mprotect-look-up-the-folio-only-when-it-is-ne-"), "{a}");
+        assert_eq!(slug("short subject", 3), "short-subject-v3");
     }
 
     #[test]
