@@ -147,7 +147,14 @@ pub fn run_capped(
     let _ = std::fs::remove_file(serial_log);
     let err_path = serial_log.with_extension("qemu-stderr");
     let err_file = std::fs::File::create(&err_path)?;
-    let mut command = Command::from(cmd!(sh, "{qemu} {argv...}").quiet());
+    // QEMU dies with us, however we die (a killed run must not leave a guest running
+    // beside the next run's boots): util-linux's setpriv sets the parent-death signal
+    // and execs QEMU in the same process.
+    let mut command = if crate::host::have("setpriv") {
+        Command::from(cmd!(sh, "setpriv --pdeathsig KILL -- {qemu} {argv...}").quiet())
+    } else {
+        Command::from(cmd!(sh, "{qemu} {argv...}").quiet())
+    };
     command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err_file);
     let started = Instant::now();
     let mut child = command.spawn().with_context(|| format!("cannot start {qemu}"))?;

@@ -141,3 +141,58 @@ fn a_console_that_writes_too_much_is_stopped_at_the_cap() {
     assert!(r.flooded && !r.timed_out, "{r:?}");
     assert!(std::fs::metadata(&log).unwrap().len() <= 4096);
 }
+
+#[test]
+fn a_killed_run_takes_its_qemu_with_it() {
+    use std::process::{Command, Stdio};
+    let out = tempfile::tempdir().unwrap();
+    let mut run = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args([
+            "run", "--arch", "x86_64", "--suite", "quick", "--clock", "wall", "--boots", "3", "--accel",
+            "tcg",
+        ])
+        .arg("--out")
+        .arg(out.path())
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for its QEMU (a child of the run), then kill the run as a crash would.
+    let children = |pid: u32| -> Vec<u32> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|p| {
+                std::fs::read_to_string(format!("/proc/{p}/stat"))
+                    .ok()
+                    .and_then(|s| {
+                        s.rsplit_once(") ").map(|(_, r)| r.split(' ').nth(1) == Some(&pid.to_string()))
+                    })
+                    .unwrap_or(false)
+            })
+            .collect()
+    };
+    let is_qemu = |p: u32| {
+        std::fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.starts_with("qemu-system"))
+    };
+    let started = std::time::Instant::now();
+    let qemu = loop {
+        if let Some(q) = children(run.id()).into_iter().find(|&p| is_qemu(p)) {
+            break q;
+        }
+        assert!(started.elapsed().as_secs() < 300, "no QEMU appeared");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    run.kill().unwrap();
+    run.wait().unwrap();
+    // A boot takes seconds; an orphaned QEMU would still be running well after this.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let state = std::fs::read_to_string(format!("/proc/{qemu}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.chars().next().unwrap_or('?')));
+    assert!(
+        !is_qemu(qemu) || matches!(state, None | Some('Z') | Some('X')),
+        "QEMU {qemu} outlived the killed run (state {state:?})"
+    );
+}
