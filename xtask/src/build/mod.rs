@@ -277,6 +277,7 @@ pub fn build(
     };
     // The series' code runs only in here: the source read-only, O= writable, nothing else.
     let mut sandbox_env: Vec<(String, String)> = Vec::new();
+    let root = crate::sandbox::root_layout();
     let wrap = |argv: Vec<String>, env: &[(String, String)]| -> Vec<String> {
         match unprivileged {
             None => argv,
@@ -290,7 +291,7 @@ pub fn build(
                     env: env.to_vec(),
                     unprivileged,
                 };
-                crate::sandbox::argv(&s, &crate::sandbox::root_layout()).into_iter().chain(argv).collect()
+                crate::sandbox::argv(&s, &root).into_iter().chain(argv).collect()
             }
         }
     };

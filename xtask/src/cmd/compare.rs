@@ -5,11 +5,11 @@
 use super::{dry_run, ids, machine, measure, stage, Outcome, Ran};
 use crate::mail::Addr;
 use crate::plan::{self, Kernel, Spec};
-use crate::render::{self, Templates};
+use crate::progress;
+use crate::render;
 use crate::report::{self, ReleaseInfo, Releases, ReplyTarget, Report, SeriesInfo, StageTime, TreeInfo};
 use crate::rundir::{self, RunDir};
 use crate::tree::{self, TreeHandle};
-use crate::{config, progress};
 use anyhow::Result;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -24,9 +24,7 @@ pub struct CompareOptions {
 }
 
 pub fn compare(o: &CompareOptions) -> Result<Ran> {
-    let cfg = config::config()?;
-    let from = config::tester(o.spec.from.clone(), &cfg)?;
-    let templates = Templates::load()?;
+    let super::Setup { cfg, from, templates } = super::Setup::load(o.spec.from.clone())?;
     let mut timing: Vec<StageTime> = Vec::new();
     let t = Instant::now();
     // Two commits of --tree, or the HEAD of two reference trees (resolve provisions them).

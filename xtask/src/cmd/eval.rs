@@ -12,7 +12,7 @@ use crate::report::{self, PatchInfo, ReplyTarget, Report, RevisionInfo, SeriesIn
 use crate::rundir::{self, RunDir};
 use crate::series::{self, Choice, Series};
 use crate::tree::TreeHandle;
-use crate::{config, input, progress};
+use crate::{input, progress};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -80,9 +80,7 @@ fn apply_note(p: &series::SeriesPatch, a: &apply::AppliedPatch) -> Option<String
 }
 
 pub fn eval(o: &EvalOptions) -> Result<Ran> {
-    let cfg = config::config()?;
-    let from = config::tester(o.spec.from.clone(), &cfg)?;
-    let templates = Templates::load()?;
+    let super::Setup { cfg, from, templates } = super::Setup::load(o.spec.from.clone())?;
     let mut timing: Vec<StageTime> = Vec::new();
 
     let t = Instant::now();

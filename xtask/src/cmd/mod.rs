@@ -40,6 +40,21 @@ pub struct Outcome {
     pub pending: Option<String>,
 }
 
+/// What every measuring command starts from: `mmeval.yaml`, who signs, the templates.
+pub struct Setup {
+    pub cfg: crate::config::Config,
+    pub from: Addr,
+    pub templates: Templates,
+}
+
+impl Setup {
+    pub fn load(from: Option<Addr>) -> Result<Setup> {
+        let cfg = crate::config::config()?;
+        let from = crate::config::tester(from, &cfg)?;
+        Ok(Setup { cfg, from, templates: Templates::load()? })
+    }
+}
+
 /// Asks the real machine of the spec, once, what it is; keeps its own kernel in the
 /// directory while it runs ours.
 pub fn machine(spec: &Spec, dir: &RunDir) -> Result<Option<MachineRun>> {
