@@ -58,13 +58,9 @@ pub fn clean_subject(subject: &str) -> String {
     s.trim_end().to_string()
 }
 
-/// git's stripspace: no trailing white space on lines, no leading or trailing blank
-/// lines, runs of blank lines folded to one, a final newline.
-pub fn stripspace(text: &str) -> String {
-    String::from_utf8_lossy(&stripspace_bytes(text.as_bytes())).into_owned()
-}
-
-/// [`stripspace`] over bytes; white space is ASCII's, as in C's `isspace`.
+/// git's stripspace over bytes: no trailing white space on lines (ASCII's, as C's
+/// `isspace`), no leading or trailing blank lines, runs of blank lines folded to one,
+/// a final newline.
 pub fn stripspace_bytes(text: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut pending_blank = false;
@@ -417,7 +413,7 @@ mod tests {
 
     #[test]
     fn stripspace_matches_git() {
-        assert_eq!(stripspace("\n\na  \n\n\n\nb\n\n"), "a\n\nb\n");
+        assert_eq!(stripspace_bytes(b"\n\na  \n\n\n\nb\n\n"), b"a\n\nb\n");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::serial::{self, Boot};
 use crate::suite::{self, Suite};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 use xshell::{cmd, Shell};
@@ -375,13 +375,6 @@ pub fn boot_instructions(image: &Path, initrd: Option<&str>, cmdline: &str) -> S
         quote(&image.display().to_string()),
         quote(cmdline)
     )
-}
-
-/// Where the static harness for `arch` is (built for it).
-pub fn harness_for(arch: &str) -> Result<PathBuf> {
-    let table = crate::arch::table()?;
-    let a = table.get(arch).with_context(|| format!("no architecture `{arch}` in linux-ref/arches.yaml"))?;
-    crate::harness::build_harness(a)
 }
 
 #[cfg(test)]
