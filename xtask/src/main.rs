@@ -270,6 +270,10 @@ struct SpecArgs {
     /// Discard finished boots of an earlier run of the same plan and start over.
     #[arg(long)]
     fresh: bool,
+    /// When another run of the same evaluation holds it, wait for that run to end
+    /// (default: say who holds it and stop).
+    #[arg(long)]
+    wait: bool,
     /// Where results go (default: target/eval); each run gets its own directory there.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -303,6 +307,7 @@ impl SpecArgs {
             from: self.from.as_deref().map(xtask::config::parse_from).transpose()?,
             out_root: self.out.clone().unwrap_or_else(|| reftree::project_root().join("target/eval")),
             fresh: self.fresh,
+            wait: self.wait,
             target: match (&self.host, self.metal) {
                 (Some(h), _) => Some(xtask::metal::Target::ssh(h)?),
                 (None, true) => Some(xtask::metal::Target::Local),
@@ -472,6 +477,7 @@ fn run(cli: Cli) -> Result<()> {
                 from: None,
                 out_root: out.clone(),
                 fresh,
+                wait: false,
                 target,
                 cpus_given: false,
                 boot_timeout: std::time::Duration::from_secs(600),

@@ -1,7 +1,8 @@
 //! QEMU command lines from the architecture table, and running them so that QEMU
 //! always terminates: `-no-reboot`, `panic=-1`, a host-side deadline after which the
-//! child is killed. The serial console goes straight to a file, so a hang or a crash
-//! of ours still leaves the evidence on disk.
+//! child is killed. The serial console comes to us on QEMU's stdout and is written to
+//! the boot's log as it arrives, so a hang leaves the evidence on disk, a flood is cut
+//! at a cap, and a log we cannot write (a full disk) is our fault, not the kernel's.
 
 use crate::arch::Arch;
 use anyhow::{Context, Result};
@@ -74,8 +75,8 @@ pub fn cmdline(spec: &BootSpec) -> String {
     words.join(" ")
 }
 
-/// The QEMU argv (without the binary), serial console into `serial_log`.
-pub fn qemu_argv(spec: &BootSpec, serial_log: &Path) -> Vec<String> {
+/// The QEMU argv (without the binary), serial console on stdout.
+pub fn qemu_argv(spec: &BootSpec) -> Vec<String> {
     let a = &spec.arch;
     let mut v: Vec<String> = vec!["-M".into(), a.machine.clone()];
     match spec.accel {
@@ -98,7 +99,7 @@ pub fn qemu_argv(spec: &BootSpec, serial_log: &Path) -> Vec<String> {
         "none".into(),
         "-no-reboot".into(),
         "-serial".into(),
-        format!("file:{}", serial_log.display()),
+        "stdio".into(),
         "-kernel".into(),
         spec.kernel.display().to_string(),
     ]);
@@ -140,13 +141,20 @@ pub fn run_capped(
     let sh = Shell::new()?;
     let qemu = &spec.arch.qemu;
     let spec = &BootSpec { sandbox: has_sandbox(qemu), ..spec.clone() };
-    let argv = qemu_argv(spec, serial_log);
+    let argv = qemu_argv(spec);
     if let Some(dir) = serial_log.parent() {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let _ = std::fs::remove_file(serial_log);
+    let ours = |e: std::io::Error, what: &Path| {
+        anyhow::anyhow!(
+            "cannot write {}: {e} ({}); free some space and run the same command again",
+            what.display(),
+            crate::host::free_space(what)
+        )
+    };
+    let log = std::fs::File::create(serial_log).map_err(|e| ours(e, serial_log))?;
     let err_path = serial_log.with_extension("qemu-stderr");
-    let err_file = std::fs::File::create(&err_path)?;
+    let err_file = std::fs::File::create(&err_path).map_err(|e| ours(e, &err_path))?;
     // QEMU dies with us, however we die (a killed run must not leave a guest running
     // beside the next run's boots): util-linux's setpriv sets the parent-death signal
     // and execs QEMU in the same process.
@@ -155,41 +163,90 @@ pub fn run_capped(
     } else {
         Command::from(cmd!(sh, "{qemu} {argv...}").quiet())
     };
-    command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(err_file);
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(err_file);
     let started = Instant::now();
     let mut child = command.spawn().with_context(|| format!("cannot start {qemu}"))?;
+    let console = Console::default();
+    let copier = {
+        let (console, out) = (console.clone(), child.stdout.take().expect("piped"));
+        std::thread::spawn(move || console.copy(out, log, max_console))
+    };
     let mut timed_out = false;
-    let mut flooded = false;
     let status = loop {
         if let Some(s) = child.try_wait()? {
             break Some(s);
         }
-        if started.elapsed() > deadline {
+        let stop = started.elapsed() > deadline || console.stopped();
+        if stop {
             let _ = child.kill();
             let _ = child.wait();
-            timed_out = true;
-            break None;
-        }
-        if std::fs::metadata(serial_log).is_ok_and(|m| m.len() > max_console) {
-            let _ = child.kill();
-            let _ = child.wait();
-            flooded = true;
-            // What it wrote until it was stopped, up to the cap.
-            if let Ok(f) = std::fs::OpenOptions::new().write(true).open(serial_log) {
-                let _ = f.set_len(max_console);
-            }
+            timed_out = !console.stopped();
             break None;
         }
         std::thread::sleep(Duration::from_millis(20));
     };
+    let _ = copier.join();
+    if let Some(e) = console.write_error() {
+        return Err(ours(e, serial_log));
+    }
     Ok(QemuRun {
         exit_code: status.and_then(|s| s.code()),
         timed_out,
         seconds: started.elapsed().as_secs_f64(),
         serial_log: serial_log.to_path_buf(),
         qemu_stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
-        flooded,
+        flooded: console.flooded(),
     })
+}
+
+/// The guest's console on its way from QEMU's stdout to the log: what stopped it, if
+/// anything (more than the cap, or a write of ours that failed).
+#[derive(Clone, Default)]
+struct Console(std::sync::Arc<std::sync::Mutex<ConsoleState>>);
+
+#[derive(Default)]
+struct ConsoleState {
+    flooded: bool,
+    write_error: Option<std::io::Error>,
+}
+
+impl Console {
+    fn copy(&self, mut from: impl std::io::Read, mut to: std::fs::File, cap: u64) {
+        use std::io::Write;
+        let mut buf = vec![0u8; 64 << 10];
+        let mut written = 0u64;
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            // Up to the cap, then QEMU is stopped: what it wrote until then is kept.
+            let keep = n.min(cap.saturating_sub(written) as usize);
+            if let Err(e) = to.write_all(&buf[..keep]) {
+                self.0.lock().unwrap().write_error = Some(e);
+                return;
+            }
+            written += keep as u64;
+            if keep < n {
+                self.0.lock().unwrap().flooded = true;
+                return;
+            }
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        let s = self.0.lock().unwrap();
+        s.flooded || s.write_error.is_some()
+    }
+
+    fn flooded(&self) -> bool {
+        self.0.lock().unwrap().flooded
+    }
+
+    fn write_error(&self) -> Option<std::io::Error> {
+        let s = self.0.lock().unwrap();
+        s.write_error.as_ref().map(|e| std::io::Error::new(e.kind(), e.to_string()))
+    }
 }
 
 /// Boots `kernel` with no initramfs: a kernel that reaches its console prints its
@@ -252,18 +309,14 @@ mod tests {
                 append: vec!["mmeval.suite=quick".into()],
                 sandbox: name == "arm64",
             };
-            out.push_str(&format!(
-                "{} {}\n",
-                spec.arch.qemu,
-                qemu_argv(&spec, Path::new("/run/serial.log")).join(" ")
-            ));
+            out.push_str(&format!("{} {}\n", spec.arch.qemu, qemu_argv(&spec).join(" ")));
         }
         expect![[r#"
-            qemu-system-x86_64 -M q35 -accel tcg -cpu max -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial file:/run/serial.log -kernel /k/image -initrd /k/initrd.cpio -append console=ttyS0 panic=-1 oops=panic mmeval.suite=quick
-            qemu-system-x86_64 -M q35 -accel kvm -cpu host -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial file:/run/serial.log -kernel /k/image -initrd /k/initrd.cpio -append console=ttyS0 panic=-1 oops=panic mmeval.suite=quick
-            qemu-system-x86_64 -M q35 -accel tcg -cpu max -icount shift=0 -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial file:/run/serial.log -kernel /k/image -initrd /k/initrd.cpio -append console=ttyS0 panic=-1 oops=panic noapictimer mmeval.suite=quick
-            qemu-system-aarch64 -M virt -accel tcg -cpu max -sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial file:/run/serial.log -kernel /k/image -initrd /k/initrd.cpio -append console=ttyAMA0 panic=-1 oops=panic mmeval.suite=quick
-            qemu-system-ppc64 -M pseries,x-vof=on -accel tcg -cpu power9 -icount shift=0 -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial file:/run/serial.log -kernel /k/image -initrd /k/initrd.cpio -append console=hvc0 panic=-1 oops=panic mmeval.suite=quick
+            qemu-system-x86_64 -M q35 -accel tcg -cpu max -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial stdio -kernel /k/image -initrd /k/initrd.cpio -append console=ttyS0 panic=-1 oops=panic mmeval.suite=quick
+            qemu-system-x86_64 -M q35 -accel kvm -cpu host -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial stdio -kernel /k/image -initrd /k/initrd.cpio -append console=ttyS0 panic=-1 oops=panic mmeval.suite=quick
+            qemu-system-x86_64 -M q35 -accel tcg -cpu max -icount shift=0 -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial stdio -kernel /k/image -initrd /k/initrd.cpio -append console=ttyS0 panic=-1 oops=panic noapictimer mmeval.suite=quick
+            qemu-system-aarch64 -M virt -accel tcg -cpu max -sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial stdio -kernel /k/image -initrd /k/initrd.cpio -append console=ttyAMA0 panic=-1 oops=panic mmeval.suite=quick
+            qemu-system-ppc64 -M pseries,x-vof=on -accel tcg -cpu power9 -icount shift=0 -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial stdio -kernel /k/image -initrd /k/initrd.cpio -append console=hvc0 panic=-1 oops=panic mmeval.suite=quick
         "#]]
         .assert_eq(&out);
     }

@@ -107,7 +107,7 @@ impl RunDir {
 
     /// The directory for this run alone: two runs of one evaluation at once would
     /// clobber each other's serial logs. Refused, naming the holder, when one runs.
-    pub fn lock(&self) -> Result<Lock> {
+    pub fn lock(&self, wait: bool) -> Result<Lock> {
         use std::io::Write;
         self.ensure()?;
         let path = self.file(LOCK);
@@ -118,7 +118,19 @@ impl RunDir {
             .write(true)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        match f.try_lock() {
+        let got = match f.try_lock() {
+            Err(std::fs::TryLockError::WouldBlock) if wait => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                crate::progress::say(&format!(
+                    "{}: waiting for the other run of this evaluation ({}) to end",
+                    self.path.display(),
+                    holder.trim()
+                ));
+                f.lock().map_err(std::fs::TryLockError::Error)
+            }
+            other => other,
+        };
+        match got {
             Ok(()) => {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
@@ -208,8 +220,16 @@ impl RunDir {
             .append(true)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        f.write_all(format!("{}\n", serde_json::to_string(s)?).as_bytes())
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        // A line that cannot be written whole is taken back: no half record.
+        let before = f.metadata()?.len();
+        if let Err(e) = f.write_all(format!("{}\n", serde_json::to_string(s)?).as_bytes()) {
+            let _ = f.set_len(before);
+            anyhow::bail!(
+                "cannot write {}: {e} ({}); free some space and run the same command again",
+                path.display(),
+                crate::host::free_space(&path)
+            );
+        }
         Ok(())
     }
 

@@ -80,6 +80,7 @@ fn spec(reps: usize) -> Spec {
         from: None,
         out_root: PathBuf::new(),
         fresh: false,
+        wait: false,
         target: None,
         cpus_given: false,
         boot_timeout: std::time::Duration::from_secs(60),
@@ -232,8 +233,8 @@ fn bad_duplicate_and_foreign_records_are_left_out_and_counted() {
 fn one_run_at_a_time_and_a_dead_runs_lock_is_taken() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = RunDir::create(tmp.path().join("e")).unwrap();
-    let held = dir.lock().unwrap();
-    let e = dir.lock().unwrap_err().to_string();
+    let held = dir.lock(false).unwrap();
+    let e = dir.lock(false).unwrap_err().to_string();
     assert!(
         e.contains("another run of this evaluation is going on (pid ")
             && e.contains(&std::process::id().to_string()),
@@ -241,7 +242,21 @@ fn one_run_at_a_time_and_a_dead_runs_lock_is_taken() {
     );
     drop(held);
     // The holder is gone (as when a run is killed): the next run takes the directory.
-    let _again = dir.lock().unwrap();
+    let again = dir.lock(false).unwrap();
+
+    // --wait: the second run waits for the first to end, then goes on.
+    let released = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let waiter = {
+        let (path, released) = (dir.path().to_path_buf(), released.clone());
+        std::thread::spawn(move || {
+            let _l = RunDir::at(path).lock(true).unwrap();
+            released.load(std::sync::atomic::Ordering::SeqCst)
+        })
+    };
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    released.store(true, std::sync::atomic::Ordering::SeqCst);
+    drop(again);
+    assert!(waiter.join().unwrap(), "the waiting run took the lock only after the holder let it go");
 }
 
 #[test]

@@ -27,8 +27,10 @@ pub(super) fn stream(
     log: &mut std::fs::File,
     pb: &ProgressBar,
 ) -> Result<(bool, u64, String)> {
-    let mut child =
-        command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().context("cannot run make")?;
+    // make, its sub-makes and compilers go with us however we end.
+    command.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut group = crate::host::spawn_group(command).context("cannot run make")?;
+    let child = &mut group.child;
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let readers: Vec<_> = [
         Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
@@ -55,7 +57,11 @@ pub(super) fn stream(
     // can push it far up the log. Step lines are left out; everything else is kept.
     let mut kept = String::new();
     for line in rx {
-        writeln!(log, "{line}")?;
+        if let Err(e) = writeln!(log, "{line}") {
+            // make must not go on without us.
+            group.kill();
+            return Err(e).context("cannot write the build log");
+        }
         if let Some(step) = kbuild_step(&line) {
             steps += 1;
             pb.set_position(steps);

@@ -19,7 +19,7 @@ use crate::arch::Arch;
 use crate::reftree::{cache_root, project_root};
 use crate::tree::TreeHandle;
 use crate::{host, kconfig};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -238,6 +238,16 @@ pub fn build(
     let src = checkout(&sh, tree, commit)?;
     let dir = build_dir(tree, arch, opts);
     sh.create_dir(&dir)?;
+    // With the lock ours, anything still working in these directories was left by a
+    // killed run: it must not write beside this build.
+    let ended = host::end_strays(&[&dir, &src]);
+    if !ended.is_empty() {
+        crate::progress::say(&format!(
+            "[build] ended {} process(es) a killed run left in {} (pids {ended:?})",
+            ended.len(),
+            dir.display()
+        ));
+    }
     let ccache = opts.ccache && host::have("ccache");
     let log_path = dir.join(".mmeval-build.log");
     let mut log = std::fs::File::create(&log_path)?;
@@ -253,7 +263,17 @@ pub fn build(
     // paths relative to the tree.
     let failed_log = store.with_extension("failed.log");
     let src_prefix = format!("{}/", src.display());
-    let fail = |step: &str, errors: Vec<String>| -> BuildOutcome {
+    let fail = |step: &str, errors: Vec<String>| -> Result<BuildOutcome> {
+        // A full disk is the environment's fault, never the series': nothing is kept.
+        let said = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if said.contains("No space left on device") || said.contains("Disk quota exceeded") {
+            bail!(
+                "the {label} build for {} stopped for want of disk space ({}; log: {}): free some space and run the same command again",
+                arch.name,
+                host::free_space(&dir),
+                log_path.display()
+            );
+        }
         // On a fresh cache nothing was stored for this arch yet: make the directory.
         let kept = failed_log
             .parent()
@@ -266,14 +286,14 @@ pub fn build(
                 failed_log.display()
             ));
         }
-        BuildOutcome::Failed(BuildFailure {
+        Ok(BuildOutcome::Failed(BuildFailure {
             arch: arch.name.to_string(),
             commit: commit.to_string(),
             step: step.to_string(),
             errors: errors.into_iter().map(|e| e.replace(&src_prefix, "")).collect(),
             log: failed_log.clone(),
             sandboxed: unprivileged.is_some(),
-        })
+        }))
     };
     // The series' code runs only in here: the source read-only, O= writable, nothing else.
     let mut sandbox_env: Vec<(String, String)> = Vec::new();
@@ -349,12 +369,14 @@ pub fn build(
         for argv in steps {
             let argv = wrap(argv, &sandbox_env);
             let (prog, args) = argv.split_first().unwrap();
-            let out = cmd!(sh, "{prog} {args...}").quiet().ignore_status().output()?;
+            let mut c = Command::from(cmd!(sh, "{prog} {args...}").quiet());
+            c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+            let out = host::spawn_group(c)?.wait_with_output()?;
             log.write_all(&out.stdout)?;
             log.write_all(&out.stderr)?;
             if !out.status.success() {
                 let text = String::from_utf8_lossy(&out.stderr);
-                return Ok(fail("configuration", compiler_errors(&text)));
+                return fail("configuration", compiler_errors(&text));
             }
         }
     }
@@ -362,7 +384,7 @@ pub fn build(
     let lost = kconfig::missing(&requested, &config);
     if !lost.is_empty() {
         writeln!(log, "options that did not survive olddefconfig: {lost:?}")?;
-        return Ok(fail("configuration (options the fragments ask for did not survive olddefconfig)", lost));
+        return fail("configuration (options the fragments ask for did not survive olddefconfig)", lost);
     }
     std::fs::write(&key_file, &config_input)?;
     std::fs::write(&commit_file, commit)?;
@@ -377,10 +399,18 @@ pub fn build(
     let (prog, args) = argv.split_first().unwrap();
     let mut command = Command::from(cmd!(sh, "{prog} {args...}").quiet());
     command.current_dir(&src).stdin(Stdio::null());
-    let (ok, steps, tail) = stream(command, &mut log, &pb)?;
+    let (ok, steps, tail) =
+        stream(command, &mut log, &pb).map_err(|e| match e.downcast_ref::<std::io::Error>() {
+            Some(io) if host::is_disk_full(io) => anyhow::anyhow!(
+                "the {label} build for {}: {e:#} ({}): free some space and run the same command again",
+                arch.name,
+                host::free_space(&log_path)
+            ),
+            _ => e,
+        })?;
     pb.finish_and_clear();
     if !ok {
-        return Ok(fail("make", compiler_errors(&tail)));
+        return fail("make", compiler_errors(&tail));
     }
     if expected == 0 || steps > expected / 2 {
         std::fs::write(&steps_file, steps.to_string())?;

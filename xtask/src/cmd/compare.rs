@@ -113,8 +113,7 @@ pub fn compare(o: &CompareOptions) -> Result<Ran> {
         machines: vec![],
         timing: vec![],
     };
-    let pending =
-        measure(&plan, machine.as_ref(), spec.fresh, &dir, &mut report, &mut timing, &cfg.thresholds)?;
+    let pending = measure(&plan, machine.as_ref(), &spec, &dir, &mut report, &mut timing, &cfg.thresholds)?;
     let t = Instant::now();
     report.timing = timing;
     let env = super::envelope(&from, &report)?;

@@ -258,8 +258,7 @@ pub fn eval(o: &EvalOptions) -> Result<Ran> {
         spec.suite.name,
         dir.path().display()
     ));
-    let pending =
-        measure(&plan, machine.as_ref(), spec.fresh, &dir, &mut report, &mut timing, &cfg.thresholds)?;
+    let pending = measure(&plan, machine.as_ref(), &spec, &dir, &mut report, &mut timing, &cfg.thresholds)?;
     finish(report, timing, &dir, &from, &templates, &cfg.thresholds, pending)
         .map(|o| Ran::Measured(Box::new(o)))
 }

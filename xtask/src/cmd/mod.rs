@@ -96,14 +96,14 @@ pub fn dry_run(plan: &Plan, dir: &std::path::Path) -> Result<String> {
 pub fn measure(
     plan: &Plan,
     machine: Option<&MachineRun>,
-    fresh: bool,
+    spec: &crate::plan::Spec,
     dir: &RunDir,
     report: &mut Report,
     timing: &mut Vec<StageTime>,
     thresholds: &Thresholds,
 ) -> Result<Option<String>> {
-    let _lock = dir.lock()?;
-    match dir.open(&plan.key, fresh)? {
+    let _lock = dir.lock(spec.wait)?;
+    match dir.open(&plan.key, spec.fresh)? {
         Opened::MovedAside(p) => {
             progress::say(&format!("the plan changed; the earlier evaluation is kept in {}", p.display()))
         }

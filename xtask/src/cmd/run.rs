@@ -64,7 +64,7 @@ pub fn run(o: &RunOptions) -> Result<RunResult> {
     if o.dry_run {
         return Ok(RunResult::Plan(super::dry_run(&plan, dir.path())?));
     }
-    let _lock = dir.lock()?;
+    let _lock = dir.lock(o.spec.wait)?;
     dir.open(&plan.key, o.spec.fresh)?;
     let (_, images) = execute::builds(&plan)?;
     let records = dir.records(&plan)?;

@@ -58,6 +58,8 @@ pub struct Spec {
     pub from: Option<Addr>,
     pub out_root: PathBuf,
     pub fresh: bool,
+    /// Wait for another run of the same evaluation to end instead of stopping.
+    pub wait: bool,
     /// A real machine instead of QEMU (`--metal`, `--host`).
     pub target: Option<metal::Target>,
     /// Whether the vCPU counts were asked for (a real machine uses all of its CPUs).

@@ -17,6 +17,7 @@ fn spec(arches: &[&str], cpus: &[u32], clocks: &[Clock], reps: usize) -> Spec {
         from: None,
         out_root: PathBuf::from("/nonexistent"),
         fresh: false,
+        wait: false,
         target: None,
         cpus_given: false,
         boot_timeout: Duration::from_secs(600),

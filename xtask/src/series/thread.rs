@@ -45,7 +45,13 @@ pub(super) fn partial_reroll(
             .is_some_and(|m| replies_to_same(m, 0, r.total, by_id)),
     };
     let sane = cover_ok
-        && r.patches.values().all(|p| replies_to_same(&mails[p.mail_index], p.number, r.total, by_id));
+        && r.patches.values().all(|p| {
+            // A mail's index is its place in the container, not always in `mails`.
+            mails
+                .iter()
+                .find(|m| m.index == p.mail_index)
+                .is_some_and(|m| replies_to_same(m, p.number, r.total, by_id))
+        });
     if !sane || !r.missing.iter().all(|n| prev.patches.contains_key(n)) {
         return;
     }
