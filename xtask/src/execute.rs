@@ -5,17 +5,21 @@
 //! Failures of the thing under test are records; failures of the environment are
 //! errors that stop the run.
 
-use crate::backend::{Backend, Booted};
+use crate::backend::{Backend, Booted, SharedBoot};
 use crate::build::{self, BuildOutcome};
 use crate::model::{ArchName, Variant};
-use crate::plan::Plan;
+use crate::plan::{BootStep, Plan};
 use crate::progress::{self, BuildNote, Event};
+use crate::record::BootRecord;
 use crate::record::Stored;
 use crate::report::BuildEntry;
 use crate::rundir::RunDir;
 use anyhow::Result;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
 
 /// The image of every kernel that built, by (arch, variant).
 pub type Images = BTreeMap<(ArchName, Variant), PathBuf>;
@@ -113,9 +117,39 @@ pub struct Boots {
     pub done: Vec<Stored>,
     /// What the user must do before the plan can go on (or after it ended).
     pub pending: Option<String>,
+    /// How each stretch of boots used the machine, for the timing breakdown.
+    pub phases: Vec<PhaseTime>,
 }
 
-/// Every boot of the plan not done yet (`done`: those of earlier runs), in order.
+/// One stretch of boots: side by side (`jobs` at a time) or alone.
+#[derive(Debug, Clone)]
+pub struct PhaseTime {
+    pub side_by_side: bool,
+    pub jobs: usize,
+    pub boots: usize,
+    /// From the first boot's start to the last one's end.
+    pub seconds: f64,
+    /// The boots' own seconds, summed: `jobs * seconds - busy` is idle slot time.
+    pub busy: f64,
+}
+
+impl PhaseTime {
+    pub fn stage(&self) -> crate::report::StageTime {
+        let idle = (self.jobs as f64 * self.seconds - self.busy).max(0.0);
+        crate::report::StageTime {
+            stage: if self.side_by_side { "boots side by side".into() } else { "boots alone".into() },
+            seconds: self.seconds,
+            detail: Some(format!(
+                "{} boots, {} at a time, {:.1} s of boots, {:.1} s idle",
+                self.boots, self.jobs, self.busy, idle
+            )),
+        }
+    }
+}
+
+/// Every boot of the plan not done yet (`done`: those of earlier runs), in order:
+/// each stretch of side-by-side boots on `plan.boot_jobs` threads when the backend can,
+/// every other boot alone.
 pub fn boots(
     plan: &Plan,
     dir: &RunDir,
@@ -123,50 +157,148 @@ pub fn boots(
     images: &Images,
     mut done: Vec<Stored>,
 ) -> Result<Boots> {
-    let expected = plan.expected();
-    let remaining: Vec<_> = plan
+    let remaining: Vec<BootStep> = plan
         .remaining(&done)
         .into_iter()
         .filter(|s| measurable(plan, images, &s.key.arch))
         .cloned()
         .collect();
     let mut pending = None;
-    for step in remaining {
-        let kernel = &plan.kernels[step.kernel];
-        // A kernel measured as found has no image of ours.
-        let image = images.get(&(step.key.arch.clone(), kernel.variant.clone())).cloned().unwrap_or_default();
-        let log = dir.boot_log(&step.key, &plan.target);
-        let record = match backend.boot(&step, kernel, &image, &log)? {
-            Booted::Record(r) => r,
-            Booted::Pending(next) => {
-                pending = Some(format!("{} of {expected} boots done; {next}", done.len()));
-                break;
+    let mut phases = Vec::new();
+    for phase in remaining.chunk_by(|a, b| a.side_by_side == b.side_by_side) {
+        let started = Instant::now();
+        let before = done.len();
+        let mut jobs = 1;
+        if phase[0].side_by_side && plan.boot_jobs > 1 && phase.len() > 1 {
+            let with_images: Vec<(&BootStep, PathBuf)> =
+                phase.iter().map(|s| (s, image_of(plan, images, s))).collect();
+            let refs: Vec<(&BootStep, &std::path::Path)> =
+                with_images.iter().map(|(s, i)| (*s, i.as_path())).collect();
+            if let Some(shared) = backend.side_by_side(&refs)? {
+                jobs = plan.boot_jobs.min(phase.len());
+                let r = run_side_by_side(plan, dir, shared.as_ref(), phase, images, jobs, &mut done);
+                phases.push(phase_time(phase, jobs, started, &done[before..]));
+                r?;
+                continue;
             }
-            Booted::Stop(r, why) => {
-                dir.append(&Stored { variant: step.key.variant.clone(), rep: step.key.rep, record: r })?;
-                anyhow::bail!("{why}");
-            }
-        };
-        let on = match &record.provenance.host {
-            Some(h) => format!(" on {h} ({})", record.provenance.kernel),
-            None => String::new(),
-        };
-        progress::emit(Event::Boot {
-            n: done.len() + 1,
-            of: expected,
-            key: step.key.clone(),
-            status: record.boot.status,
-            results: record.boot.results.len(),
-            failed_runs: record.boot.failures.len(),
-            seconds: record.seconds,
-            on,
-        });
-        let stored = Stored { variant: step.key.variant.clone(), rep: step.key.rep, record };
-        dir.append(&stored)?;
-        done.push(stored);
+        }
+        for step in phase {
+            let kernel = &plan.kernels[step.kernel];
+            let image = image_of(plan, images, step);
+            let log = dir.boot_log(&step.key, &plan.target);
+            let record = match backend.boot(step, kernel, &image, &log)? {
+                Booted::Record(r) => r,
+                Booted::Pending(next) => {
+                    pending = Some(format!("{} of {} boots done; {next}", done.len(), plan.expected()));
+                    break;
+                }
+                Booted::Stop(r, why) => {
+                    dir.append(&Stored { variant: step.key.variant.clone(), rep: step.key.rep, record: r })?;
+                    anyhow::bail!("{why}");
+                }
+            };
+            keep(plan, dir, step, record, &mut done)?;
+        }
+        phases.push(phase_time(phase, jobs, started, &done[before..]));
+        if pending.is_some() {
+            break;
+        }
     }
     if pending.is_none() {
         pending = backend.finish()?;
     }
-    Ok(Boots { done, pending })
+    Ok(Boots { done, pending, phases })
+}
+
+fn phase_time(phase: &[BootStep], jobs: usize, started: Instant, done: &[Stored]) -> PhaseTime {
+    PhaseTime {
+        side_by_side: phase[0].side_by_side,
+        jobs,
+        boots: done.len(),
+        seconds: started.elapsed().as_secs_f64(),
+        busy: done.iter().map(|s| s.record.seconds).sum(),
+    }
+}
+
+/// A kernel measured as found has no image of ours.
+fn image_of(plan: &Plan, images: &Images, step: &BootStep) -> PathBuf {
+    let kernel = &plan.kernels[step.kernel];
+    images.get(&(step.key.arch.clone(), kernel.variant.clone())).cloned().unwrap_or_default()
+}
+
+/// A finished boot: said, appended to `records.jsonl`, kept.
+fn keep(
+    plan: &Plan,
+    dir: &RunDir,
+    step: &BootStep,
+    record: BootRecord,
+    done: &mut Vec<Stored>,
+) -> Result<()> {
+    let on = match &record.provenance.host {
+        Some(h) => format!(" on {h} ({})", record.provenance.kernel),
+        None => String::new(),
+    };
+    progress::emit(Event::Boot {
+        n: done.len() + 1,
+        of: plan.expected(),
+        key: step.key.clone(),
+        status: record.boot.status,
+        results: record.boot.results.len(),
+        failed_runs: record.boot.failures.len(),
+        seconds: record.seconds,
+        on,
+    });
+    let stored = Stored { variant: step.key.variant.clone(), rep: step.key.rep, record };
+    dir.append(&stored)?;
+    done.push(stored);
+    Ok(())
+}
+
+/// `steps` on `jobs` threads, each boot taken in plan order as a thread comes free;
+/// records are kept on this thread as the boots end. A fault (ours, or a record that
+/// cannot be written) stops new boots; those running end and are kept; then the
+/// first fault is the result.
+fn run_side_by_side(
+    plan: &Plan,
+    dir: &RunDir,
+    shared: &dyn SharedBoot,
+    steps: &[BootStep],
+    images: &Images,
+    jobs: usize,
+    done: &mut Vec<Stored>,
+) -> Result<()> {
+    let queue = Mutex::new(steps.iter().collect::<VecDeque<_>>());
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = std::sync::mpsc::channel::<(&BootStep, Result<BootRecord>)>();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            let (tx, queue, stop) = (tx.clone(), &queue, &stop);
+            // QEMU's parent-death signal follows this thread: it lives until its boot ends.
+            scope.spawn(move || loop {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Some(step) = queue.lock().unwrap().pop_front() else { break };
+                let image = image_of(plan, images, step);
+                let log = dir.boot_log(&step.key, &plan.target);
+                let r = shared.boot(step, &plan.kernels[step.kernel], &image, &log);
+                if r.is_err() {
+                    stop.store(true, Ordering::SeqCst);
+                }
+                if tx.send((step, r)).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(tx);
+        let mut fault = None;
+        for (step, r) in rx {
+            let kept = r.and_then(|record| keep(plan, dir, step, record, done));
+            if let Err(e) = kept {
+                stop.store(true, Ordering::SeqCst);
+                fault.get_or_insert(e);
+            }
+        }
+        fault.map_or(Ok(()), Err)
+    })
 }

@@ -274,6 +274,11 @@ struct SpecArgs {
     /// (default: say who holds it and stop).
     #[arg(long)]
     wait: bool,
+    /// Instruction-clock boots run this many at a time (their figures do not depend on
+    /// what else the host does); default: the number of CPUs. Wall-clock boots always
+    /// run alone.
+    #[arg(long, value_name = "N")]
+    boot_jobs: Option<usize>,
     /// Where results go (default: target/eval); each run gets its own directory there.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -308,6 +313,7 @@ impl SpecArgs {
             out_root: self.out.clone().unwrap_or_else(|| reftree::project_root().join("target/eval")),
             fresh: self.fresh,
             wait: self.wait,
+            boot_jobs: self.boot_jobs.unwrap_or_else(default_boot_jobs).max(1),
             target: match (&self.host, self.metal) {
                 (Some(h), _) => Some(xtask::metal::Target::ssh(h)?),
                 (None, true) => Some(xtask::metal::Target::Local),
@@ -317,6 +323,10 @@ impl SpecArgs {
             boot_timeout: std::time::Duration::from_secs(self.boot_timeout.max(10)),
         })
     }
+}
+
+fn default_boot_jobs() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 fn parse_clocks(clock: &str) -> Result<Vec<Clock>> {
@@ -478,6 +488,7 @@ fn run(cli: Cli) -> Result<()> {
                 out_root: out.clone(),
                 fresh,
                 wait: false,
+                boot_jobs: default_boot_jobs(),
                 target,
                 cpus_given: false,
                 boot_timeout: std::time::Duration::from_secs(600),

@@ -189,6 +189,9 @@ pub struct Machine {
 pub struct StageTime {
     pub stage: String,
     pub seconds: f64,
+    /// How a stage used the machine (boots: how many, how many at a time, idle time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 impl Report {

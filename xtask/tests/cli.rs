@@ -94,14 +94,21 @@ fn eval_reports_a_series_that_does_not_apply_and_a_dry_run_writes_nothing() {
     assert!(!mail.contains("Tested-by:"));
     // The plan of a series that applies, and nothing written for it.
     let dry = tmp.path().join("dry");
-    let mut args =
-        vec!["eval", "tests/data/series/good-v2.mbox", "--out", dry.to_str().unwrap(), "--dry-run"];
+    let mut args = vec![
+        "eval",
+        "tests/data/series/good-v2.mbox",
+        "--out",
+        dry.to_str().unwrap(),
+        "--dry-run",
+        "--boot-jobs",
+        "2",
+    ];
     args.extend(common);
     let (ok, stdout, stderr) = xtask(&args);
     assert!(ok, "{stderr}");
     assert!(
         stdout.starts_with(
-            "plan: 2 kernels x 1 arch(es) = 2 builds; 8 boots (0 done, 8 to run) on qemu; order ABBA\n"
+            "plan: 2 kernels x 1 arch(es) = 2 builds; 8 boots (0 done, 8 to run) on qemu; order ABBA; 4 instruction-clock boots 2 at a time, then the rest alone\n"
         ),
         "{stdout}"
     );

@@ -5,7 +5,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use xtask::backend::{Backend, Booted};
+use xtask::backend::{Backend, Booted, SharedBoot};
 use xtask::model::{Accel, Clock, Target};
 use xtask::plan::{self, AccelChoice, BootStep, Ids, Kernel, Plan, Spec};
 use xtask::record::{BootRecord, Provenance, Stored};
@@ -20,13 +20,57 @@ struct Replay {
     crash_at: Option<usize>,
     pending_at: Option<usize>,
     finished: bool,
+    /// Boots side by side, when set.
+    pool: Option<Pool>,
 }
 
 impl Replay {
     fn new(log: &str) -> Replay {
         let text = std::fs::read_to_string(common::data(&format!("serial/{log}"))).unwrap();
-        Replay { log: text, asked: vec![], crash_at: None, pending_at: None, finished: false }
+        Replay { log: text, asked: vec![], crash_at: None, pending_at: None, finished: false, pool: None }
     }
+}
+
+/// The side-by-side booter of a Replay: how many boots ran at once, at most, and a
+/// boot (by key) that fails as a tool fault.
+#[derive(Default)]
+struct Pool {
+    log: String,
+    running: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    asked: std::sync::Mutex<Vec<String>>,
+    crash: Option<String>,
+}
+
+impl SharedBoot for &Pool {
+    fn boot(&self, step: &BootStep, _: &Kernel, _: &Path, log: &Path) -> anyhow::Result<BootRecord> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = self.running.fetch_add(1, SeqCst) + 1;
+        self.most.fetch_max(now, SeqCst);
+        self.asked.lock().unwrap().push(step.key.to_string());
+        std::thread::sleep(std::time::Duration::from_millis(40));
+        self.running.fetch_sub(1, SeqCst);
+        if self.crash.as_deref() == Some(&step.key.to_string()) {
+            anyhow::bail!("the host ran out of something");
+        }
+        replayed(&self.log, step, log)
+    }
+}
+
+fn replayed(text: &str, step: &BootStep, log: &Path) -> anyhow::Result<BootRecord> {
+    std::fs::create_dir_all(log.parent().unwrap())?;
+    std::fs::write(log, text)?;
+    let boot = serial::parse(text, false);
+    let provenance = Provenance {
+        arch: step.key.arch.clone(),
+        accel: Accel::Tcg,
+        clock: step.key.clock,
+        cpu_model: "QEMU TCG q35 max".into(),
+        vcpus: step.key.cpus,
+        kernel: "7.2.13".into(),
+        host: None,
+    };
+    Ok(BootRecord { provenance, boot, seconds: 1.0, log: log.into(), qemu_exit: Some(0), boot_id: None })
 }
 
 impl Backend for Replay {
@@ -39,26 +83,22 @@ impl Backend for Replay {
         if self.pending_at == Some(n) {
             return Ok(Booted::Pending(format!("boot {} by hand", kernel.variant)));
         }
-        std::fs::create_dir_all(log.parent().unwrap())?;
-        std::fs::write(log, &self.log)?;
-        let boot = serial::parse(&self.log, false);
-        let provenance = Provenance {
-            arch: step.key.arch.clone(),
-            accel: Accel::Tcg,
-            clock: step.key.clock,
-            cpu_model: "QEMU TCG q35 max".into(),
-            vcpus: step.key.cpus,
-            kernel: "7.2.13".into(),
-            host: None,
-        };
-        Ok(Booted::Record(BootRecord {
-            provenance,
-            boot,
-            seconds: 1.0,
-            log: log.into(),
-            qemu_exit: Some(0),
-            boot_id: None,
-        }))
+        if let Some(p) = &self.pool {
+            assert_eq!(
+                p.running.load(std::sync::atomic::Ordering::SeqCst),
+                0,
+                "{} beside another boot",
+                step.key
+            );
+        }
+        Ok(Booted::Record(replayed(&self.log, step, log)?))
+    }
+
+    fn side_by_side<'s>(
+        &'s mut self,
+        _: &[(&BootStep, &Path)],
+    ) -> anyhow::Result<Option<Box<dyn SharedBoot + 's>>> {
+        Ok(self.pool.as_ref().map(|p| Box::new(p) as Box<dyn SharedBoot + 's>))
     }
 
     fn finish(&mut self) -> anyhow::Result<Option<String>> {
@@ -81,6 +121,7 @@ fn spec(reps: usize) -> Spec {
         out_root: PathBuf::new(),
         fresh: false,
         wait: false,
+        boot_jobs: 1,
         target: None,
         cpus_given: false,
         boot_timeout: std::time::Duration::from_secs(60),
@@ -132,14 +173,14 @@ fn every_boot_in_plan_order_each_recorded_as_it_ends() {
     assert_eq!(
         fake.asked,
         [
-            "x86_64 baseline 1cpu wall rep 1 /img/baseline",
-            "x86_64 patched 1cpu wall rep 1 /img/patched",
             "x86_64 baseline 1cpu instructions rep 1 /img/baseline",
             "x86_64 patched 1cpu instructions rep 1 /img/patched",
-            "x86_64 patched 1cpu wall rep 2 /img/patched",
-            "x86_64 baseline 1cpu wall rep 2 /img/baseline",
             "x86_64 patched 1cpu instructions rep 2 /img/patched",
             "x86_64 baseline 1cpu instructions rep 2 /img/baseline",
+            "x86_64 baseline 1cpu wall rep 1 /img/baseline",
+            "x86_64 patched 1cpu wall rep 1 /img/patched",
+            "x86_64 patched 1cpu wall rep 2 /img/patched",
+            "x86_64 baseline 1cpu wall rep 2 /img/baseline",
         ]
     );
     assert!(fake.finished);
@@ -167,7 +208,7 @@ fn a_crash_keeps_the_finished_boots_and_a_rerun_does_only_the_rest() {
     assert_eq!(opened, Opened::Same);
     let boots = r.unwrap();
     assert_eq!(second.asked.len(), p.expected() - 4, "{:?}", second.asked);
-    assert_eq!(second.asked[0], format!("{} /img/patched", p.boots[4].key));
+    assert_eq!(second.asked[0], format!("{} /img/{}", p.boots[4].key, p.boots[4].key.variant));
     assert_eq!((boots.done.len(), records_lines(&dir)), (12, 12));
     // A third run has nothing to do.
     let mut third = Replay::new("normal-x86_64.log");
@@ -268,7 +309,7 @@ fn a_machine_that_needs_the_user_stops_with_what_to_do() {
     fake.pending_at = Some(3);
     let (_, r) = run(&p, &dir, &mut fake, false);
     let b = r.unwrap();
-    assert_eq!(b.pending.as_deref(), Some("2 of 8 boots done; boot baseline by hand"));
+    assert_eq!(b.pending.as_deref(), Some("2 of 8 boots done; boot patched by hand"));
     assert!(!fake.finished, "nothing is put back while boots are pending");
     assert_eq!(records_lines(&dir), 2);
 }
@@ -292,4 +333,44 @@ fn a_failed_boot_is_a_record_and_an_arch_whose_build_failed_is_skipped() {
     let done = execute::boots(&q, &dir, &mut fake, &only_base, vec![]).unwrap().done;
     assert!(fake.asked.is_empty() && done.is_empty());
     assert_eq!(q.target, Target::Qemu);
+}
+
+#[test]
+fn instruction_clock_boots_run_side_by_side_and_wall_clock_boots_alone() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = RunDir::create(tmp.path().join("e")).unwrap();
+    let mut p = the_plan(3, &"b".repeat(40));
+    p.boot_jobs = 2;
+    let mut fake = Replay::new("normal-x86_64.log");
+    let log = fake.log.clone();
+    // A fault of ours in the fourth instruction-clock boot: the pool stops taking
+    // boots, the one running beside it ends and is kept, and the run stops.
+    fake.pool =
+        Some(Pool { log: log.clone(), crash: Some(p.boots[3].key.to_string()), ..Default::default() });
+    let (_, r) = run(&p, &dir, &mut fake, false);
+    let e = r.err().expect("the fault stops the run").to_string();
+    assert!(e.contains("ran out of something"), "{e}");
+    let pool = fake.pool.take().unwrap();
+    assert_eq!(pool.most.load(SeqCst), 2, "two at a time");
+    assert!(fake.asked.is_empty(), "no wall-clock boot after a fault: {:?}", fake.asked);
+    let kept = records_lines(&dir);
+    // Boots 1-3 end before the fault; one more may have started beside it.
+    assert!((3..=5).contains(&kept), "{kept} records");
+    assert_eq!(pool.asked.lock().unwrap().len(), kept + 1);
+
+    let mut again = Replay::new("normal-x86_64.log");
+    again.pool = Some(Pool { log, ..Default::default() });
+    let (_, r) = run(&p, &dir, &mut again, false);
+    let b = r.unwrap();
+    assert_eq!((b.done.len(), records_lines(&dir)), (12, 12));
+    let pool = again.pool.as_ref().unwrap();
+    assert_eq!(pool.asked.lock().unwrap().len(), 6 - kept, "only what was not done");
+    assert!(pool.asked.lock().unwrap().iter().all(|k| k.contains("instructions")));
+    // The wall clock alone, in ABBA order, after the pool ended.
+    assert_eq!(again.asked.len(), 6);
+    assert!(again.asked.iter().all(|k| k.contains(" wall ")), "{:?}", again.asked);
+    let phases: Vec<(bool, usize, usize)> =
+        b.phases.iter().map(|t| (t.side_by_side, t.jobs, t.boots)).collect();
+    assert_eq!(phases, [(true, 2, 6 - kept), (false, 1, 6)]);
 }

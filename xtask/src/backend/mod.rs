@@ -30,11 +30,26 @@ pub trait Backend {
     /// harness, and leaves the serial log at `log`.
     fn boot(&mut self, step: &BootStep, kernel: &Kernel, image: &Path, log: &Path) -> Result<Booted>;
 
+    /// For boots that may run side by side (`steps`, each with its image): makes ready
+    /// what they need and returns a booter that several threads can use at once. None:
+    /// this backend boots one at a time.
+    fn side_by_side<'s>(
+        &'s mut self,
+        _steps: &[(&BootStep, &Path)],
+    ) -> Result<Option<Box<dyn SharedBoot + 's>>> {
+        Ok(None)
+    }
+
     /// After the last boot of the plan: put things back (a machine goes home to its
     /// own kernel). What the user must still do, if anything.
     fn finish(&mut self) -> Result<Option<String>> {
         Ok(None)
     }
+}
+
+/// Boots that threads run at once (the same contract as [`Backend::boot`]).
+pub trait SharedBoot: Sync {
+    fn boot(&self, step: &BootStep, kernel: &Kernel, image: &Path, log: &Path) -> Result<BootRecord>;
 }
 
 /// The backend a plan's target calls for.

@@ -2,7 +2,7 @@
 //! really works (a /dev/kvm that exists may still be unusable, e.g. nested software
 //! KVM), else TCG; the instruction clock always under TCG. Every record says which.
 
-use super::{Backend, Booted};
+use super::{Backend, Booted, SharedBoot};
 use crate::arch::Arch;
 use crate::model::{Accel, ArchName, Clock};
 use crate::plan::{AccelChoice, BootStep, Kernel, Plan};
@@ -126,25 +126,20 @@ pub fn qemu_boot(b: &QemuBoot, log: &Path) -> Result<BootRecord> {
 pub struct QemuHere<'a> {
     plan: &'a Plan,
     dir: &'a RunDir,
-    ready: HashMap<ArchName, (PathBuf, Virt)>,
+    ready: Ready,
 }
+
+/// Per architecture: its initramfs and how its wall-clock boots run.
+type Ready = HashMap<ArchName, (PathBuf, Virt)>;
 
 impl<'a> QemuHere<'a> {
     pub fn new(plan: &'a Plan, dir: &'a RunDir) -> QemuHere<'a> {
         QemuHere { plan, dir, ready: HashMap::new() }
     }
 
-    fn arch(&self, name: &str) -> Result<&'a Arch> {
-        self.plan
-            .arches
-            .iter()
-            .find(|a| a.name == name)
-            .ok_or_else(|| anyhow::anyhow!("{name} is not in the plan"))
-    }
-
-    fn prepare(&mut self, arch: &Arch, image: &Path) -> Result<(PathBuf, Virt)> {
-        if let Some(r) = self.ready.get(&arch.name) {
-            return Ok(r.clone());
+    fn prepare(&mut self, arch: &Arch, image: &Path) -> Result<()> {
+        if self.ready.contains_key(&arch.name) {
+            return Ok(());
         }
         crate::build::check_qemu(arch)?;
         let initrd = crate::harness::initramfs(arch, &self.plan.suite)?;
@@ -161,26 +156,69 @@ impl<'a> QemuHere<'a> {
                 }
             }
         };
-        self.ready.insert(arch.name.clone(), (initrd.clone(), virt));
-        Ok((initrd, virt))
+        self.ready.insert(arch.name.clone(), (initrd, virt));
+        Ok(())
+    }
+}
+
+/// One boot of a step with what [`QemuHere::prepare`] made ready.
+fn boot_step(
+    plan: &Plan,
+    ready: &Ready,
+    step: &BootStep,
+    kernel: &Kernel,
+    image: &Path,
+    log: &Path,
+) -> Result<BootRecord> {
+    let arch = plan
+        .arches
+        .iter()
+        .find(|a| a.name == step.key.arch)
+        .ok_or_else(|| anyhow::anyhow!("{} is not in the plan", step.key.arch))?;
+    let (initrd, virt) = ready.get(&arch.name).expect("prepared before booting");
+    let b = QemuBoot {
+        arch,
+        kernel: image,
+        kernel_release: kernel.release.as_deref().unwrap_or(""),
+        initrd,
+        cpus: step.key.cpus,
+        mem_mib: plan.mem_mib,
+        accel: if step.accel == AccelChoice::Tcg { Virt::Tcg } else { *virt },
+        clock: step.key.clock,
+        deadline: Duration::from_secs(plan.suite.deadline_s),
+    };
+    qemu_boot(&b, log)
+}
+
+struct Shared<'s> {
+    plan: &'s Plan,
+    ready: &'s Ready,
+}
+
+impl SharedBoot for Shared<'_> {
+    fn boot(&self, step: &BootStep, kernel: &Kernel, image: &Path, log: &Path) -> Result<BootRecord> {
+        boot_step(self.plan, self.ready, step, kernel, image, log)
     }
 }
 
 impl Backend for QemuHere<'_> {
     fn boot(&mut self, step: &BootStep, kernel: &Kernel, image: &Path, log: &Path) -> Result<Booted> {
-        let arch = self.arch(&step.key.arch)?;
-        let (initrd, virt) = self.prepare(arch, image)?;
-        let b = QemuBoot {
-            arch,
-            kernel: image,
-            kernel_release: kernel.release.as_deref().unwrap_or(""),
-            initrd: &initrd,
-            cpus: step.key.cpus,
-            mem_mib: self.plan.mem_mib,
-            accel: if step.accel == AccelChoice::Tcg { Virt::Tcg } else { virt },
-            clock: step.key.clock,
-            deadline: Duration::from_secs(self.plan.suite.deadline_s),
-        };
-        Ok(Booted::Record(qemu_boot(&b, log)?))
+        let arch = self.plan.arches.iter().find(|a| a.name == step.key.arch);
+        let arch = arch.ok_or_else(|| anyhow::anyhow!("{} is not in the plan", step.key.arch))?;
+        self.prepare(arch, image)?;
+        Ok(Booted::Record(boot_step(self.plan, &self.ready, step, kernel, image, log)?))
+    }
+
+    fn side_by_side<'s>(
+        &'s mut self,
+        steps: &[(&BootStep, &Path)],
+    ) -> Result<Option<Box<dyn SharedBoot + 's>>> {
+        for (step, image) in steps {
+            let plan = self.plan;
+            let arch = plan.arches.iter().find(|a| a.name == step.key.arch);
+            let arch = arch.ok_or_else(|| anyhow::anyhow!("{} is not in the plan", step.key.arch))?;
+            self.prepare(arch, image)?;
+        }
+        Ok(Some(Box::new(Shared { plan: self.plan, ready: &self.ready })))
     }
 }

@@ -79,7 +79,7 @@ pub fn ids(spec: &Spec, revision: Option<u32>) -> Result<Ids> {
 }
 
 pub fn stage(timing: &mut Vec<StageTime>, name: &str, t: Instant) {
-    timing.push(StageTime { stage: name.into(), seconds: t.elapsed().as_secs_f64() });
+    timing.push(StageTime { stage: name.into(), seconds: t.elapsed().as_secs_f64(), detail: None });
 }
 
 /// `--dry-run`: the plan, with what an earlier run of the same plan finished.
@@ -134,6 +134,7 @@ pub fn measure(
     let mut backend = backend::for_plan(plan, machine, &records.boots, dir)?;
     let boots = execute::boots(plan, dir, backend.as_mut(), &images, records.boots)?;
     stage(timing, "boots", t);
+    timing.extend(boots.phases.iter().map(execute::PhaseTime::stage));
 
     let t = Instant::now();
     let mut done: Vec<_> = boots
@@ -202,7 +203,11 @@ pub fn write_page_and_report(
     t: Instant,
 ) -> Result<()> {
     dir.write_text(crate::rundir::PAGE, &render::html::render(report, templates, thresholds)?)?;
-    report.timing.push(StageTime { stage: "render".into(), seconds: t.elapsed().as_secs_f64() });
+    report.timing.push(StageTime {
+        stage: "render".into(),
+        seconds: t.elapsed().as_secs_f64(),
+        detail: None,
+    });
     dir.write_report(report)
 }
 
@@ -239,8 +244,10 @@ impl Outcome {
         }
         println!("time:");
         for s in &r.timing {
-            println!("  {:<12} {:>8.1} s", s.stage, s.seconds);
+            let detail = s.detail.as_deref().map(|d| format!("  ({d})")).unwrap_or_default();
+            let indent = if s.detail.is_some() { "  " } else { "" };
+            println!("  {indent}{:<18} {:>8.1} s{detail}", s.stage, s.seconds);
         }
-        println!("  {:<12} {:>8.1} s", "total", started.elapsed().as_secs_f64());
+        println!("  {:<18} {:>8.1} s", "total", started.elapsed().as_secs_f64());
     }
 }

@@ -60,6 +60,9 @@ pub struct Spec {
     pub fresh: bool,
     /// Wait for another run of the same evaluation to end instead of stopping.
     pub wait: bool,
+    /// How many boots may run side by side where that cannot change their figures
+    /// (the instruction clock under QEMU here).
+    pub boot_jobs: usize,
     /// A real machine instead of QEMU (`--metal`, `--host`).
     pub target: Option<metal::Target>,
     /// Whether the vCPU counts were asked for (a real machine uses all of its CPUs).
@@ -126,6 +129,9 @@ pub struct BootStep {
     pub kernel: usize,
     /// Under QEMU: the instruction clock always runs under TCG (KVM has no -icount).
     pub accel: AccelChoice,
+    /// May run beside other such boots: under `-icount` the guest's clock is its
+    /// instruction count, whatever else the host does. Wall-clock boots run alone.
+    pub side_by_side: bool,
 }
 
 /// What must match for a re-run to resume rather than start over (`plan.json`).
@@ -171,7 +177,10 @@ pub struct Plan {
     pub build: BuildOptions,
     pub boot_timeout: Duration,
     pub builds: Vec<BuildStep>,
+    /// Every boot in order: first those that run side by side (up to `boot_jobs` at a
+    /// time), then the wall-clock boots, one at a time and alone.
     pub boots: Vec<BootStep>,
+    pub boot_jobs: usize,
     /// The kernel a machine runs now, measured as it is (`run --metal/--host`): nothing
     /// is built or booted.
     pub as_found: bool,
@@ -275,12 +284,15 @@ pub fn plan(spec: &Spec, kernels: Vec<Kernel>, ids: Ids) -> Plan {
                             variant: variants[k].clone(),
                             rep,
                         };
-                        boots.push(BootStep { key, kernel: k, accel });
+                        let side_by_side = target == Target::Qemu && clock == Clock::Instructions;
+                        boots.push(BootStep { key, kernel: k, accel, side_by_side });
                     }
                 }
             }
         }
     }
+    // Side by side first, then alone: never a wall-clock sample beside another boot.
+    boots.sort_by_key(|b: &BootStep| !b.side_by_side);
     let info = PlanInfo {
         arches: spec.arches.iter().map(|a| a.name.clone()).collect(),
         cpus: spec.cpus.clone(),
@@ -324,6 +336,7 @@ pub fn plan(spec: &Spec, kernels: Vec<Kernel>, ids: Ids) -> Plan {
         boot_timeout: spec.boot_timeout,
         builds,
         boots,
+        boot_jobs: spec.boot_jobs.max(1),
         as_found: false,
     }
 }
@@ -351,7 +364,7 @@ impl Plan {
         let mut o = String::new();
         let _ = writeln!(
             o,
-            "plan: {} kernels x {} arch(es) = {} builds; {} boots ({} done, {} to run) on {}; order {}",
+            "plan: {} kernels x {} arch(es) = {} builds; {} boots ({} done, {} to run) on {}; order {}{}",
             self.kernels.len(),
             self.arches.len(),
             self.builds.len(),
@@ -359,7 +372,12 @@ impl Plan {
             self.boots.iter().filter(|b| finished.contains(&b.key)).count(),
             self.boots.iter().filter(|b| !finished.contains(&b.key)).count(),
             self.target.name(),
-            self.order.describe()
+            self.order.describe(),
+            match self.boots.iter().filter(|b| b.side_by_side).count() {
+                n if n == 0 || self.boot_jobs == 1 => String::new(),
+                n =>
+                    format!("; {n} instruction-clock boots {} at a time, then the rest alone", self.boot_jobs),
+            }
         );
         for (i, k) in self.kernels.iter().enumerate() {
             let role = if i == 0 { "baseline" } else { "compared with the baseline" };
@@ -385,7 +403,8 @@ impl Plan {
                 (Target::Ssh(_), _) => "kexec over ssh",
             };
             let state = if finished.contains(&b.key) { "done" } else { "to run" };
-            let _ = writeln!(o, "boot {:>4}: {} ({how}) {state}", i + 1, b.key);
+            let with = if b.side_by_side { ", side by side" } else { "" };
+            let _ = writeln!(o, "boot {:>4}: {} ({how}{with}) {state}", i + 1, b.key);
         }
         o
     }

@@ -18,6 +18,7 @@ fn spec(arches: &[&str], cpus: &[u32], clocks: &[Clock], reps: usize) -> Spec {
         out_root: PathBuf::from("/nonexistent"),
         fresh: false,
         wait: false,
+        boot_jobs: 1,
         target: None,
         cpus_given: false,
         boot_timeout: Duration::from_secs(600),
@@ -86,8 +87,13 @@ fn every_cell_of_a_round_before_the_next_round() {
     let s = spec(&["x86_64", "arm64"], &[1, 2], &[Clock::Wall, Clock::Instructions], 2);
     let p = plan(&s, kernels(&["baseline", "patched"]), ids());
     assert_eq!(p.expected(), 2 * 2 * 2 * 2 * 2);
-    // The first round covers all 8 cells before round 2 begins.
-    assert!(p.boots[..16].iter().all(|b| b.key.rep == 0) && p.boots[16..].iter().all(|b| b.key.rep == 1));
+    // The instruction clock first, side by side; then the wall clock, alone. In each,
+    // the first round covers all 4 cells before round 2 begins.
+    assert!(p.boots[..16].iter().all(|b| b.key.clock == Clock::Instructions && b.side_by_side));
+    assert!(p.boots[16..].iter().all(|b| b.key.clock == Clock::Wall && !b.side_by_side));
+    for half in [&p.boots[..16], &p.boots[16..]] {
+        assert!(half[..8].iter().all(|b| b.key.rep == 0) && half[8..].iter().all(|b| b.key.rep == 1));
+    }
     // Builds variant by variant: the baseline for every arch first.
     let builds: Vec<(usize, &str)> = p.builds.iter().map(|b| (b.kernel, b.arch.as_str())).collect();
     assert_eq!(builds, [(0, "x86_64"), (0, "arm64"), (1, "x86_64"), (1, "arm64")]);
@@ -168,10 +174,16 @@ fn resume_skips_what_is_done_and_nothing_else() {
         "{text}"
     );
     assert!(
-        text.contains("boot    1: x86_64 baseline 1cpu wall rep 1 (kvm if it works, else tcg) done\n"),
+        text.contains("boot    1: x86_64 baseline 1cpu instructions rep 1 (tcg, side by side) done\n"),
         "{text}"
     );
-    assert!(text.contains("boot    7: x86_64 patched 1cpu instructions rep 2 (tcg) to run\n"), "{text}");
+    assert!(
+        text.contains("boot    7: x86_64 baseline 1cpu wall rep 1 (kvm if it works, else tcg) to run\n"),
+        "{text}"
+    );
+    let mut two = p;
+    two.boot_jobs = 2;
+    assert!(two.describe(&done).starts_with("plan: 2 kernels x 1 arch(es) = 2 builds; 12 boots (5 done, 7 to run) on qemu; order ABBA; 6 instruction-clock boots 2 at a time, then the rest alone\n"));
 }
 
 #[test]
