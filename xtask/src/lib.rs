@@ -29,6 +29,7 @@ pub mod render;
 pub mod report;
 pub mod rundir;
 pub mod sandbox;
+pub mod sequential;
 pub mod serial;
 pub mod series;
 pub mod stats;

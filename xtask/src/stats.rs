@@ -84,7 +84,7 @@ pub fn erfc(x: f64) -> f64 {
 }
 
 /// Number of ways to reach each U with n1 and n2 items (the exact null distribution).
-fn u_counts(n1: usize, n2: usize) -> Vec<f64> {
+pub fn u_counts(n1: usize, n2: usize) -> Vec<f64> {
     // f[i][j][u]: arrangements of i x's and j y's with statistic u, built row by row.
     let max = n1 * n2;
     let mut prev: Vec<Vec<f64>> = vec![vec![0.0; max + 1]; n2 + 1];

@@ -1,0 +1,275 @@
+//! `--reps auto`: boot in rounds and stop a cell as soon as every workload in it is
+//! decided, without a weaker verdict. Pure.
+//!
+//! The rule is group-sequential with a Pocock-type boundary: the cell is looked at
+//! after planned rounds n_1 < n_2 < ... = max (boots of each kernel), every look at
+//! the same nominal level c, chosen so that the chance of a false "significant" at any
+//! look is at most alpha. c is calibrated for the rank test itself: under no change
+//! the ranks of continuous samples are a uniformly random order whatever the
+//! distribution, so the joint law of the looks' Mann-Whitney p-values is the same for
+//! every distribution, and c is the alpha-quantile (with a margin for simulation
+//! error) of the smallest p over the looks in 20,000 simulated sequences (fixed seed:
+//! the same c every time). A workload is *significant* at a look when its p is below c,
+//! its change is at least `min_change_pct`, and the Hodges-Lehmann interval at level
+//! 1 - c excludes zero; it is *equivalent* ("no change larger than min_change_pct")
+//! when that interval at level 1 - 2c (two one-sided tests at c) lies inside
+//! +/- min_change_pct. The first look is at the fewest rounds where a rank test can
+//! reach c (5 boots a side for alpha 0.05), so a clean difference (the instruction
+//! clock) stops there; later looks at about 1.4x the rounds each, the last at the
+//! budget. The report's verdict for a cell is computed from the boots of the rounds up
+//! to its stopping look, at level c.
+
+use crate::compare::{min_p, Thresholds};
+use crate::stats;
+use anyhow::{bail, Result};
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
+/// The looks of a run and the one nominal level they share.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Design {
+    /// Rounds (boots of each kernel) after which a cell is looked at; the last is the budget.
+    pub looks: Vec<usize>,
+    /// Every look's nominal level.
+    pub level: f64,
+}
+
+/// A look: after `n` rounds, at nominal level `alpha`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Look {
+    pub n: usize,
+    pub alpha: f64,
+}
+
+impl Design {
+    pub fn look(&self, i: usize) -> Look {
+        Look { n: self.looks[i], alpha: self.level }
+    }
+
+    pub fn all(&self) -> Vec<Look> {
+        (0..self.looks.len()).map(|i| self.look(i)).collect()
+    }
+}
+
+/// Null sequences simulated to calibrate the level.
+const CALIBRATION: usize = 20_000;
+
+/// The design for `alpha` and at most `max_reps` rounds (calibrated once per process).
+pub fn design(alpha: f64, max_reps: usize) -> Result<Design> {
+    if !(alpha > 0.0 && alpha < 0.5) {
+        bail!("alpha {alpha}: use a level between 0 and 0.5");
+    }
+    // The first look: where a rank test can get well under alpha at all.
+    let Some(n0) = (2..=max_reps).find(|&n| min_p(n, n) <= alpha / 4.0) else {
+        let need = (2..100).find(|&n| min_p(n, n) <= alpha / 4.0).unwrap_or(100);
+        bail!("--max-reps {max_reps}: too few boots to decide anything at alpha {alpha}; use --max-reps {need} or more");
+    };
+    let mut looks = vec![n0];
+    loop {
+        let last = *looks.last().unwrap();
+        if last == max_reps {
+            break;
+        }
+        let next = ((last as f64 * 1.4).round() as usize).max(last + 1);
+        looks.push(if next + 2 >= max_reps { max_reps } else { next });
+    }
+    static CACHE: OnceLock<Mutex<HashMap<(u64, Vec<usize>), f64>>> = OnceLock::new();
+    let key = (alpha.to_bits(), looks.clone());
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(&level) = cache.lock().unwrap().get(&key) {
+        return Ok(Design { looks, level });
+    }
+    let level = calibrate(alpha, &looks);
+    cache.lock().unwrap().insert(key, level);
+    Ok(Design { looks, level })
+}
+
+/// The largest c with P(min over the looks of p < c) <= alpha under no change, from
+/// simulated null sequences, with a margin of two standard errors of the simulation.
+fn calibrate(alpha: f64, looks: &[usize]) -> f64 {
+    let max = *looks.last().unwrap();
+    let mut rng = stats::SplitMix64(0x706f636f636b); // "pocock"
+    let mut uniform = || (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    let mut mins: Vec<f64> = (0..CALIBRATION)
+        .map(|_| {
+            let a: Vec<f64> = (0..max).map(|_| uniform()).collect();
+            let b: Vec<f64> = (0..max).map(|_| uniform()).collect();
+            looks.iter().map(|&n| stats::mann_whitney(&a[..n], &b[..n]).1).fold(1.0, f64::min)
+        })
+        .collect();
+    mins.sort_by(|a, b| a.total_cmp(b));
+    let margin = 2.0 * (alpha * (1.0 - alpha) / CALIBRATION as f64).sqrt();
+    let target = ((alpha - margin) * CALIBRATION as f64).floor() as usize;
+    mins[target.min(CALIBRATION - 1)]
+}
+
+/// What a look says of one workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Significant,
+    Equivalent,
+    Undecided,
+}
+
+/// The exact null distributions of U, cumulated, by (n1, n2): shared by every look.
+#[derive(Default)]
+pub struct Tables(HashMap<(usize, usize), Vec<f64>>);
+
+impl Tables {
+    /// P(U <= u) under the null, for u = 0..=n1*n2.
+    fn cdf(&mut self, n1: usize, n2: usize) -> &[f64] {
+        self.0.entry((n1, n2)).or_insert_with(|| {
+            let counts = stats::u_counts(n1, n2);
+            let total: f64 = counts.iter().sum();
+            let mut acc = 0.0;
+            counts
+                .iter()
+                .map(|c| {
+                    acc += c / total;
+                    acc
+                })
+                .collect()
+        })
+    }
+
+    /// The Hodges-Lehmann (Moses) interval for the shift `new - base` at confidence
+    /// 1 - `gamma`, in percent of the base median; None when the samples are too few
+    /// to have one at that level.
+    pub fn shift_interval(&mut self, base: &[f64], new: &[f64], gamma: f64) -> Option<(f64, f64)> {
+        let (m, n) = (base.len(), new.len());
+        if m == 0 || n == 0 {
+            return None;
+        }
+        let cdf = self.cdf(m, n);
+        // k: the most differences that can be cut from each end, P(U < k) <= gamma / 2.
+        let k = cdf.iter().take_while(|&&p| p <= gamma / 2.0).count();
+        if k == 0 {
+            return None;
+        }
+        let mut d: Vec<f64> = base.iter().flat_map(|b| new.iter().map(move |x| x - b)).collect();
+        d.sort_by(|a, b| a.total_cmp(b));
+        let scale = 100.0 / stats::median(base);
+        Some((d[k - 1] * scale, d[m * n - k] * scale))
+    }
+
+    /// One workload at one look.
+    pub fn decide(&mut self, base: &[f64], new: &[f64], look: Look, t: &Thresholds) -> Decision {
+        if base.len() < look.n.min(t.min_runs.max(2)) || new.len() < look.n.min(t.min_runs.max(2)) {
+            return Decision::Undecided;
+        }
+        if stats::cv_percent(base) > t.noisy_cv_pct || stats::cv_percent(new) > t.noisy_cv_pct {
+            return Decision::Undecided;
+        }
+        let change = (stats::median(new) / stats::median(base) - 1.0) * 100.0;
+        let p = stats::mann_whitney(base, new).1;
+        if p < look.alpha && change.abs() >= t.min_change_pct {
+            if let Some((lo, hi)) = self.shift_interval(base, new, look.alpha) {
+                if lo > 0.0 || hi < 0.0 {
+                    return Decision::Significant;
+                }
+            }
+        }
+        match self.shift_interval(base, new, 2.0 * look.alpha) {
+            Some((lo, hi)) if lo >= -t.min_change_pct && hi <= t.min_change_pct => Decision::Equivalent,
+            _ => Decision::Undecided,
+        }
+    }
+}
+
+/// How a cell ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stop {
+    /// The look it ended at (its rounds and level).
+    pub look: Look,
+    /// Every workload decided; else the budget ran out with these undecided.
+    pub undecided: Vec<String>,
+}
+
+impl Stop {
+    pub fn why(&self) -> String {
+        if self.undecided.is_empty() {
+            format!("stopped after {} boots of each kernel: every workload decided", self.look.n)
+        } else {
+            format!(
+                "ran to the budget ({} boots of each kernel): {} undecided ({})",
+                self.look.n,
+                self.undecided.len(),
+                self.undecided.join(", ")
+            )
+        }
+    }
+}
+
+/// The workloads of a cell with their samples from the first `n` rounds.
+pub type Samples<'a> = Vec<(&'a str, Vec<f64>, Vec<f64>)>;
+
+/// Looks at a cell whose first `rounds` rounds are done, through every look up to
+/// there, in order: where it stops, if it does. `samples(n)` gives each workload's
+/// base and new samples of the first n rounds.
+pub fn stop_at<'a>(
+    tables: &mut Tables,
+    plan: &Design,
+    rounds: usize,
+    t: &Thresholds,
+    samples: impl Fn(usize) -> Samples<'a>,
+) -> Option<Stop> {
+    let last = *plan.looks.last()?;
+    for look in plan.all().iter().filter(|l| l.n <= rounds) {
+        let s = samples(look.n);
+        let undecided: Vec<String> = s
+            .iter()
+            .filter(|(_, b, n)| tables.decide(b, n, *look, t) == Decision::Undecided)
+            .map(|(w, _, _)| w.to_string())
+            .collect();
+        if undecided.is_empty() && !s.is_empty() || look.n == last {
+            return Some(Stop { look: *look, undecided });
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_looks_and_their_level() {
+        let d = design(0.05, 15).unwrap();
+        assert_eq!(d.looks, [5, 7, 10, 15]);
+        // Pocock's constant for 4 equally spaced looks at 0.05 is 0.0182; the rank
+        // test's is near it, and a clean difference can reach it at the first look.
+        assert!(d.level > 0.012 && d.level < 0.025, "{}", d.level);
+        assert!(min_p(5, 5) < d.level);
+        assert_eq!(design(0.05, 9).unwrap().looks, [5, 9]);
+        assert_eq!(design(0.05, 5).unwrap().looks, [5]);
+        let e = design(0.05, 4).unwrap_err().to_string();
+        assert!(e.contains("--max-reps 5 or more"), "{e}");
+    }
+
+    #[test]
+    fn the_shift_interval_by_hand() {
+        // Moses' interval for [1..5] vs [3..7] (shift 2): 25 differences d = y - x from
+        // -2 to 6; P(U <= 2) = 4/252 <= 0.025 < P(U <= 3) = 7/252, so k = 3: the 3rd
+        // smallest (-1) and 3rd largest (5), in percent of the base median 3.
+        let mut t = Tables::default();
+        let (lo, hi) =
+            t.shift_interval(&[1.0, 2.0, 3.0, 4.0, 5.0], &[3.0, 4.0, 5.0, 6.0, 7.0], 0.05).unwrap();
+        assert!((lo + 100.0 / 3.0).abs() < 1e-9 && (hi - 500.0 / 3.0).abs() < 1e-9, "{lo} {hi}");
+        // Too few for the level: no interval.
+        assert_eq!(t.shift_interval(&[1.0, 2.0], &[3.0, 4.0], 0.05), None);
+    }
+
+    #[test]
+    fn clean_differences_and_clean_equalities_stop_at_the_first_look() {
+        let d = design(0.05, 15).unwrap();
+        let t = Thresholds::default();
+        let mut tables = Tables::default();
+        let base = [100.0, 100.1, 100.0, 100.1, 100.0];
+        let slower = [103.0, 103.1, 103.0, 103.1, 103.0];
+        assert_eq!(tables.decide(&base, &slower, d.look(0), &t), Decision::Significant);
+        assert_eq!(tables.decide(&base, &base, d.look(0), &t), Decision::Equivalent);
+        // 2% noise: nothing to say after 5 boots.
+        let (a, b) = ([100.0, 98.0, 102.0, 99.0, 101.0], [101.0, 97.0, 103.0, 100.0, 99.0]);
+        assert_eq!(tables.decide(&a, &b, d.look(0), &t), Decision::Undecided);
+    }
+}
