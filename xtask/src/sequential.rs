@@ -73,7 +73,9 @@ pub fn design(alpha: f64, max_reps: usize) -> Result<Design> {
         let next = ((last as f64 * 1.4).round() as usize).max(last + 1);
         looks.push(if next + 2 >= max_reps { max_reps } else { next });
     }
-    static CACHE: OnceLock<Mutex<HashMap<(u64, Vec<usize>), f64>>> = OnceLock::new();
+    // The calibrated level by (alpha's bits, looks).
+    type Levels = HashMap<(u64, Vec<usize>), f64>;
+    static CACHE: OnceLock<Mutex<Levels>> = OnceLock::new();
     let key = (alpha.to_bits(), looks.clone());
     let cache = CACHE.get_or_init(Default::default);
     if let Some(&level) = cache.lock().unwrap().get(&key) {
