@@ -14,6 +14,7 @@ use crate::record::BootRecord;
 use crate::record::Stored;
 use crate::report::BuildEntry;
 use crate::rundir::RunDir;
+use crate::sequential::{self, CellKey};
 use anyhow::Result;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
@@ -165,6 +166,7 @@ pub fn boots(
         .collect();
     let mut pending = None;
     let mut phases = Vec::new();
+    let wanted = Wanted::new(plan, &done);
     for phase in remaining.chunk_by(|a, b| a.side_by_side == b.side_by_side) {
         let started = Instant::now();
         let before = done.len();
@@ -176,13 +178,16 @@ pub fn boots(
                 with_images.iter().map(|(s, i)| (*s, i.as_path())).collect();
             if let Some(shared) = backend.side_by_side(&refs)? {
                 jobs = plan.boot_jobs.min(phase.len());
-                let r = run_side_by_side(plan, dir, shared.as_ref(), phase, images, jobs, &mut done);
+                let r = run_side_by_side(plan, dir, shared.as_ref(), &with_images, jobs, &wanted, &mut done);
                 phases.push(phase_time(phase, jobs, started, &done[before..]));
                 r?;
                 continue;
             }
         }
         for step in phase {
+            if !wanted.wants(step) {
+                continue;
+            }
             let kernel = &plan.kernels[step.kernel];
             let image = image_of(plan, images, step);
             let log = dir.boot_log(&step.key, &plan.target);
@@ -198,6 +203,7 @@ pub fn boots(
                 }
             };
             keep(plan, dir, step, record, &mut done)?;
+            wanted.update(&done);
         }
         phases.push(phase_time(phase, jobs, started, &done[before..]));
         if pending.is_some() {
@@ -262,12 +268,12 @@ fn run_side_by_side(
     plan: &Plan,
     dir: &RunDir,
     shared: &dyn SharedBoot,
-    steps: &[BootStep],
-    images: &Images,
+    steps: &[(&BootStep, PathBuf)],
     jobs: usize,
+    wanted: &Wanted,
     done: &mut Vec<Stored>,
 ) -> Result<()> {
-    let queue = Mutex::new(steps.iter().collect::<VecDeque<_>>());
+    let queue = Mutex::new(steps.iter().map(|(s, image)| (*s, image)).collect::<VecDeque<_>>());
     let stop = AtomicBool::new(false);
     let (tx, rx) = std::sync::mpsc::channel::<(&BootStep, Result<BootRecord>)>();
     std::thread::scope(|scope| {
@@ -278,10 +284,13 @@ fn run_side_by_side(
                 if stop.load(Ordering::SeqCst) {
                     break;
                 }
-                let Some(step) = queue.lock().unwrap().pop_front() else { break };
-                let image = image_of(plan, images, step);
+                let next = {
+                    let mut q = queue.lock().unwrap();
+                    std::iter::from_fn(|| q.pop_front()).find(|(s, _)| wanted.wants(s))
+                };
+                let Some((step, image)) = next else { break };
                 let log = dir.boot_log(&step.key, &plan.target);
-                let r = shared.boot(step, &plan.kernels[step.kernel], &image, &log);
+                let r = shared.boot(step, &plan.kernels[step.kernel], image, &log);
                 if r.is_err() {
                     stop.store(true, Ordering::SeqCst);
                 }
@@ -294,6 +303,7 @@ fn run_side_by_side(
         let mut fault = None;
         for (step, r) in rx {
             let kept = r.and_then(|record| keep(plan, dir, step, record, done));
+            wanted.update(done);
             if let Err(e) = kept {
                 stop.store(true, Ordering::SeqCst);
                 fault.get_or_insert(e);
@@ -301,4 +311,32 @@ fn run_side_by_side(
         }
         fault.map_or(Ok(()), Err)
     })
+}
+
+/// Which boots are still wanted: all of them, or under `--reps auto` those of cells
+/// that have not stopped. Shared by the threads that boot side by side.
+pub struct Wanted<'p> {
+    plan: &'p Plan,
+    stopped: Mutex<std::collections::BTreeSet<CellKey>>,
+}
+
+impl<'p> Wanted<'p> {
+    pub fn new(plan: &'p Plan, done: &[Stored]) -> Wanted<'p> {
+        let w = Wanted { plan, stopped: Mutex::new(Default::default()) };
+        w.update(done);
+        w
+    }
+
+    pub fn wants(&self, step: &BootStep) -> bool {
+        let k = &step.key;
+        !self.stopped.lock().unwrap().contains(&(k.arch.clone(), k.cpus, k.clock))
+    }
+
+    /// Looks again at the cells, with every boot finished so far.
+    pub fn update(&self, done: &[Stored]) {
+        if let Some(d) = &self.plan.stopping {
+            let stops = sequential::cell_stops(d, &self.plan.info.variants, &self.plan.suite, done);
+            *self.stopped.lock().unwrap() = stops.into_keys().collect();
+        }
+    }
 }

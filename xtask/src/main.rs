@@ -249,9 +249,13 @@ struct SpecArgs {
     /// vCPU counts, comma-separated (default: 1 for eval, 1,2,4 for compare).
     #[arg(long)]
     cpus: Option<String>,
-    /// Boots of each kernel per (arch, vCPUs, clock).
-    #[arg(long, default_value_t = 9)]
-    reps: usize,
+    /// Boots of each kernel per (arch, vCPUs, clock), or `auto`: boot in rounds and
+    /// stop each cell when every workload is decided (group-sequential, see README).
+    #[arg(long, default_value = "9", value_name = "N|auto")]
+    reps: String,
+    /// With `--reps auto`: the most boots of each kernel a cell may take.
+    #[arg(long, default_value_t = 15, value_name = "N")]
+    max_reps: usize,
     /// A suite from harness/suites (quick, default, full) or a suite file.
     #[arg(long, default_value = "default")]
     suite: String,
@@ -297,13 +301,21 @@ struct SpecArgs {
 
 impl SpecArgs {
     fn spec(&self, default_cpus: &str) -> Result<Spec> {
-        if self.reps < 1 {
-            anyhow::bail!("--reps must be at least 1");
+        let (reps, auto_reps) = match self.reps.as_str() {
+            "auto" => (self.max_reps, true),
+            n => match n.parse::<usize>() {
+                Ok(r) if (1..=MAX_REPS).contains(&r) => (r, false),
+                _ => anyhow::bail!("--reps {n}: use a number of boots from 1 to {MAX_REPS}, or auto"),
+            },
+        };
+        if self.max_reps > MAX_REPS {
+            anyhow::bail!("--max-reps {}: at most {MAX_REPS}", self.max_reps);
         }
         Ok(Spec {
             arches: arch::parse_list(&self.build.arch)?,
             cpus: parse_cpus(self.cpus.as_deref().unwrap_or(default_cpus))?,
-            reps: self.reps,
+            reps,
+            auto_reps,
             suite: xtask::suite::load(&self.suite)?,
             clocks: parse_clocks(&self.clock)?,
             accel: self.accel,
@@ -324,6 +336,9 @@ impl SpecArgs {
         })
     }
 }
+
+/// The most boots of each kernel a cell may ask for.
+const MAX_REPS: usize = 200;
 
 fn default_boot_jobs() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
@@ -479,6 +494,7 @@ fn run(cli: Cli) -> Result<()> {
                 arches: arch::parse_list(&b.arch)?,
                 cpus: parse_cpus(&cpus)?,
                 reps: boots.max(1),
+                auto_reps: false,
                 suite,
                 clocks: parse_clocks(&clock)?,
                 accel,

@@ -35,6 +35,24 @@ pub struct Report {
     pub comparisons: Vec<Comparison>,
     pub machines: Vec<Machine>,
     pub timing: Vec<StageTime>,
+    /// `--reps auto`: per cell, how many boots it took and why it stopped.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stops: Vec<CellStop>,
+}
+
+/// How a cell of a `--reps auto` run ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CellStop {
+    pub arch: ArchName,
+    pub cpus: u32,
+    pub clock: Clock,
+    /// The boots of each kernel its statistics use (its stopping look).
+    pub boots: usize,
+    /// Boots that ran in the cell, every kernel counted (a boot started beside the
+    /// deciding one is kept, and left out of the statistics).
+    pub boots_run: usize,
+    pub undecided: Vec<String>,
+    pub why: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -118,6 +136,9 @@ pub struct PlanInfo {
     pub target: Target,
     pub mem_mib: u32,
     pub variants: Vec<Variant>,
+    /// `--reps auto`: the stopping rule, in words; `reps` is then the budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopping: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -209,6 +230,13 @@ impl Report {
     }
 
     pub fn expected_boots(&self) -> usize {
+        if self.plan.stopping.is_some() {
+            // Every cell that stopped took what it ran; any other, its whole budget.
+            let cells = self.plan.arches.len() * self.plan.cpus.len() * self.plan.clocks.len();
+            let open = cells.saturating_sub(self.stops.len());
+            return self.stops.iter().map(|s| s.boots_run).sum::<usize>()
+                + open * self.plan.reps * self.plan.variants.len();
+        }
         self.plan.arches.len()
             * self.plan.cpus.len()
             * self.plan.clocks.len()

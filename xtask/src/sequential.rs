@@ -20,9 +20,12 @@
 //! to its stopping look, at level c.
 
 use crate::compare::{min_p, Thresholds};
+use crate::model::{ArchName, Clock, Variant};
+use crate::record::Stored;
 use crate::stats;
+use crate::suite::Suite;
 use anyhow::{bail, Result};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, OnceLock};
 
 /// The looks of a run and the one nominal level they share.
@@ -32,6 +35,8 @@ pub struct Design {
     pub looks: Vec<usize>,
     /// Every look's nominal level.
     pub level: f64,
+    /// The run's thresholds (alpha, min_change_pct, noise); the verdicts use `level`.
+    pub thresholds: Thresholds,
 }
 
 /// A look: after `n` rounds, at nominal level `alpha`.
@@ -49,13 +54,37 @@ impl Design {
     pub fn all(&self) -> Vec<Look> {
         (0..self.looks.len()).map(|i| self.look(i)).collect()
     }
+
+    /// The budget: the most boots of each kernel a cell takes.
+    pub fn max(&self) -> usize {
+        *self.looks.last().expect("a design has looks")
+    }
+
+    /// The thresholds of the verdicts: p below the looks' level.
+    pub fn verdict_thresholds(&self) -> Thresholds {
+        Thresholds { alpha: self.level, ..self.thresholds }
+    }
+
+    /// The rule in words, for the report (and the plan key).
+    pub fn describe(&self) -> String {
+        let looks: Vec<String> = self.looks.iter().map(usize::to_string).collect();
+        format!(
+            "group-sequential (Pocock-type boundary, overall alpha {}): looks after {} boots of each kernel, each at p < {:.4}; a cell stops when every workload is significant or within +/-{}%",
+            self.thresholds.alpha,
+            looks.join(", "),
+            self.level,
+            self.thresholds.min_change_pct
+        )
+    }
 }
 
 /// Null sequences simulated to calibrate the level.
 const CALIBRATION: usize = 20_000;
 
-/// The design for `alpha` and at most `max_reps` rounds (calibrated once per process).
-pub fn design(alpha: f64, max_reps: usize) -> Result<Design> {
+/// The design for the thresholds and at most `max_reps` rounds (calibrated once per
+/// process).
+pub fn design(t: &Thresholds, max_reps: usize) -> Result<Design> {
+    let alpha = t.alpha;
     if !(alpha > 0.0 && alpha < 0.5) {
         bail!("alpha {alpha}: use a level between 0 and 0.5");
     }
@@ -79,11 +108,11 @@ pub fn design(alpha: f64, max_reps: usize) -> Result<Design> {
     let key = (alpha.to_bits(), looks.clone());
     let cache = CACHE.get_or_init(Default::default);
     if let Some(&level) = cache.lock().unwrap().get(&key) {
-        return Ok(Design { looks, level });
+        return Ok(Design { looks, level, thresholds: *t });
     }
     let level = calibrate(alpha, &looks);
     cache.lock().unwrap().insert(key, level);
-    Ok(Design { looks, level })
+    Ok(Design { looks, level, thresholds: *t })
 }
 
 /// The largest c with P(min over the looks of p < c) <= alpha under no change, from
@@ -202,18 +231,18 @@ impl Stop {
     }
 }
 
-/// The workloads of a cell with their samples from the first `n` rounds.
-pub type Samples<'a> = Vec<(&'a str, Vec<f64>, Vec<f64>)>;
+/// The workloads of a cell with their base and new samples from the first `n` rounds.
+pub type Samples = Vec<(String, Vec<f64>, Vec<f64>)>;
 
 /// Looks at a cell whose first `rounds` rounds are done, through every look up to
 /// there, in order: where it stops, if it does. `samples(n)` gives each workload's
 /// base and new samples of the first n rounds.
-pub fn stop_at<'a>(
+pub fn stop_at(
     tables: &mut Tables,
     plan: &Design,
     rounds: usize,
     t: &Thresholds,
-    samples: impl Fn(usize) -> Samples<'a>,
+    samples: impl Fn(usize) -> Samples,
 ) -> Option<Stop> {
     let last = *plan.looks.last()?;
     for look in plan.all().iter().filter(|l| l.n <= rounds) {
@@ -230,21 +259,71 @@ pub fn stop_at<'a>(
     None
 }
 
+/// A cell of a plan: architecture, vCPUs, clock.
+pub type CellKey = (ArchName, u32, Clock);
+
+/// The cells of a run that stopped under `design`, with why; `done` is every finished
+/// boot (only a cell's complete rounds are looked at, so the answer is the same
+/// whatever order the boots ended in).
+pub fn cell_stops(
+    design: &Design,
+    variants: &[Variant],
+    suite: &Suite,
+    done: &[Stored],
+) -> BTreeMap<CellKey, Stop> {
+    let mut by_cell: BTreeMap<CellKey, Vec<&Stored>> = BTreeMap::new();
+    for s in done {
+        let p = &s.record.provenance;
+        by_cell.entry((p.arch.clone(), p.vcpus, p.clock)).or_default().push(s);
+    }
+    let mut tables = Tables::default();
+    let mut out = BTreeMap::new();
+    for (cell, boots) in by_cell {
+        let have: BTreeSet<(&Variant, usize)> = boots.iter().map(|s| (&s.variant, s.rep)).collect();
+        let rounds =
+            (0..design.max()).take_while(|r| variants.iter().all(|v| have.contains(&(v, *r)))).count();
+        let samples = |n: usize| -> Samples {
+            let mut out = Vec::new();
+            for run in &suite.runs {
+                let of = |v: &Variant| -> Vec<f64> {
+                    boots
+                        .iter()
+                        .filter(|s| &s.variant == v && s.rep < n)
+                        .filter_map(|s| {
+                            s.record.boot.results.iter().find(|r| r.id == run.id).map(|r| r.median)
+                        })
+                        .collect()
+                };
+                let base = of(&variants[0]);
+                for v in &variants[1..] {
+                    let name = if variants.len() > 2 { format!("{} ({v})", run.id) } else { run.id.clone() };
+                    out.push((name, base.clone(), of(v)));
+                }
+            }
+            out
+        };
+        if let Some(stop) = stop_at(&mut tables, design, rounds, &design.thresholds, samples) {
+            out.insert(cell, stop);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn the_looks_and_their_level() {
-        let d = design(0.05, 15).unwrap();
+        let d = design(&Thresholds::default(), 15).unwrap();
         assert_eq!(d.looks, [5, 7, 10, 15]);
         // Pocock's constant for 4 equally spaced looks at 0.05 is 0.0182; the rank
         // test's is near it, and a clean difference can reach it at the first look.
         assert!(d.level > 0.012 && d.level < 0.025, "{}", d.level);
         assert!(min_p(5, 5) < d.level);
-        assert_eq!(design(0.05, 9).unwrap().looks, [5, 9]);
-        assert_eq!(design(0.05, 5).unwrap().looks, [5]);
-        let e = design(0.05, 4).unwrap_err().to_string();
+        assert_eq!(design(&Thresholds::default(), 9).unwrap().looks, [5, 9]);
+        assert_eq!(design(&Thresholds::default(), 5).unwrap().looks, [5]);
+        let e = design(&Thresholds::default(), 4).unwrap_err().to_string();
         assert!(e.contains("--max-reps 5 or more"), "{e}");
     }
 
@@ -263,7 +342,7 @@ mod tests {
 
     #[test]
     fn clean_differences_and_clean_equalities_stop_at_the_first_look() {
-        let d = design(0.05, 15).unwrap();
+        let d = design(&Thresholds::default(), 15).unwrap();
         let t = Thresholds::default();
         let mut tables = Tables::default();
         let base = [100.0, 100.1, 100.0, 100.1, 100.0];

@@ -112,6 +112,7 @@ fn spec(reps: usize) -> Spec {
         arches: xtask::arch::parse_list("x86_64").unwrap(),
         cpus: vec![1],
         reps,
+        auto_reps: false,
         suite: suite::load("quick").unwrap(),
         clocks: vec![Clock::Wall, Clock::Instructions],
         accel: AccelChoice::Tcg,
@@ -129,12 +130,17 @@ fn spec(reps: usize) -> Spec {
 }
 
 fn the_plan(reps: usize, patched_commit: &str) -> Plan {
+    plan_with(reps, patched_commit, None)
+}
+
+fn plan_with(reps: usize, patched_commit: &str, stopping: Option<xtask::sequential::Design>) -> Plan {
     let t = tree::TreeHandle { repo_path: "/nowhere".into(), key: "k".into(), label: "toy".into() };
     let kernels = vec![
         Kernel { variant: "baseline".into(), tree: t.clone(), commit: "a".repeat(40), release: None },
         Kernel { variant: "patched".into(), tree: t, commit: patched_commit.into(), release: None },
     ];
-    let ids = Ids { revision: Some(1), harness: "h".into(), config: "c".into(), kvm_arches: vec![] };
+    let ids =
+        Ids { revision: Some(1), stopping, harness: "h".into(), config: "c".into(), kvm_arches: vec![] };
     plan::plan(&spec(reps), kernels, ids)
 }
 
@@ -373,4 +379,33 @@ fn instruction_clock_boots_run_side_by_side_and_wall_clock_boots_alone() {
     let phases: Vec<(bool, usize, usize)> =
         b.phases.iter().map(|t| (t.side_by_side, t.jobs, t.boots)).collect();
     assert_eq!(phases, [(true, 2, 6 - kept), (false, 1, 6)]);
+}
+
+#[test]
+fn reps_auto_stops_each_cell_when_every_workload_is_decided() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = RunDir::create(tmp.path().join("e")).unwrap();
+    let design = xtask::sequential::design(&Default::default(), 15).unwrap();
+    assert_eq!(design.looks[0], 5);
+    let p = plan_with(15, &"b".repeat(40), Some(design.clone()));
+    assert!(p.key.stopping.as_deref().is_some_and(|s| s.contains("Pocock")), "{:?}", p.key.stopping);
+    // The same recorded boot for both kernels: every workload equal, decided at the
+    // first look, in both cells.
+    let mut fake = Replay::new("normal-x86_64.log");
+    let (_, r) = run(&p, &dir, &mut fake, false);
+    let b = r.unwrap();
+    assert_eq!(fake.asked.len(), 2 * 2 * 5, "{:?}", fake.asked);
+    assert_eq!(records_lines(&dir), 20);
+    let stops = xtask::sequential::cell_stops(&design, &p.info.variants, &p.suite, &b.done);
+    assert_eq!(stops.len(), 2);
+    for stop in stops.values() {
+        assert_eq!((stop.look.n, stop.undecided.len()), (5, 0));
+        assert_eq!(stop.why(), "stopped after 5 boots of each kernel: every workload decided");
+    }
+    // A re-run has nothing left to do.
+    let mut again = Replay::new("normal-x86_64.log");
+    let (_, r) = run(&p, &dir, &mut again, false);
+    assert!(again.asked.is_empty() && r.unwrap().done.len() == 20);
+    // Different kernels with the same budget but no rule: the fixed plan is another plan.
+    assert_ne!(the_plan(15, &"b".repeat(40)).key, p.key);
 }

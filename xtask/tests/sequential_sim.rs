@@ -110,9 +110,11 @@ fn one_sequence(
         let look = xtask::sequential::Look { n, alpha: t.alpha };
         return (tables.decide(&base[..n], &new[..n], look, &t), n);
     }
-    let plan = design(t.alpha, MAX_REPS).unwrap();
-    let stop =
-        stop_at(tables, &plan, MAX_REPS, &t, |n| vec![("w", base[..n].to_vec(), new[..n].to_vec())]).unwrap();
+    let plan = design(&t, MAX_REPS).unwrap();
+    let stop = stop_at(tables, &plan, MAX_REPS, &t, |n| {
+        vec![("w".to_string(), base[..n].to_vec(), new[..n].to_vec())]
+    })
+    .unwrap();
     let d = tables.decide(&base[..stop.look.n], &new[..stop.look.n], stop.look, &t);
     (d, stop.look.n)
 }

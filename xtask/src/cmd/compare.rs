@@ -61,7 +61,7 @@ pub fn compare(o: &CompareOptions) -> Result<Ran> {
         Kernel { variant: la.as_str().into(), tree: ta, commit: ca.clone(), release: ra },
         Kernel { variant: lb.as_str().into(), tree: tb, commit: cb.clone(), release: rb },
     ];
-    let plan = plan::plan(&spec, kernels, ids(&spec, None)?);
+    let plan = plan::plan(&spec, kernels, ids(&spec, None, &cfg.thresholds)?);
     if o.dry_run {
         return Ok(Ran::Planned(dry_run(&plan, dir.path())?));
     }
@@ -112,6 +112,7 @@ pub fn compare(o: &CompareOptions) -> Result<Ran> {
         comparisons: vec![],
         machines: vec![],
         timing: vec![],
+        stops: vec![],
     };
     let pending = measure(&plan, machine.as_ref(), &spec, &dir, &mut report, &mut timing, &cfg.thresholds)?;
     let t = Instant::now();

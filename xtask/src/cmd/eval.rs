@@ -168,7 +168,8 @@ pub fn eval(o: &EvalOptions) -> Result<Ran> {
                 commit: base.to_string(),
                 release: release.clone(),
             };
-            let mut info = plan::plan(&spec, vec![baseline], ids(&spec, Some(series.version))?).info;
+            let mut info =
+                plan::plan(&spec, vec![baseline], ids(&spec, Some(series.version), &cfg.thresholds)?).info;
             info.variants = variants.clone();
             info.order = plan::Order::for_kernels(variants.len()).describe().into();
             info
@@ -179,6 +180,7 @@ pub fn eval(o: &EvalOptions) -> Result<Ran> {
         comparisons: vec![],
         machines: vec![],
         timing: vec![],
+        stops: vec![],
     };
     let mut tips: Vec<String> = Vec::new();
     for (s, variant) in all.iter().zip(variants.iter().skip(1)) {
@@ -233,7 +235,7 @@ pub fn eval(o: &EvalOptions) -> Result<Ran> {
             release: release.clone(),
         })
         .collect();
-    let plan = plan::plan(&spec, kernels, ids(&spec, Some(series.version))?);
+    let plan = plan::plan(&spec, kernels, ids(&spec, Some(series.version), &cfg.thresholds)?);
     if o.dry_run {
         return Ok(Ran::Planned(dry_run(&plan, dir.path())?));
     }

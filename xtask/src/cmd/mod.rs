@@ -67,11 +67,12 @@ pub fn machine(spec: &Spec, dir: &RunDir) -> Result<Option<MachineRun>> {
     Ok(Some(MachineRun { target: t.clone(), home, now: facts }))
 }
 
-/// The content ids a plan's key needs.
-pub fn ids(spec: &Spec, revision: Option<u32>) -> Result<Ids> {
+/// The content ids a plan's key needs, and the stopping rule of `--reps auto`.
+pub fn ids(spec: &Spec, revision: Option<u32>, t: &crate::compare::Thresholds) -> Result<Ids> {
     let table = crate::arch::table()?;
     Ok(Ids {
         revision,
+        stopping: if spec.auto_reps { Some(crate::sequential::design(t, spec.reps)?) } else { None },
         harness: crate::harness::source_id()?,
         config: crate::build::fragments_id(&spec.build)?,
         kvm_arches: table.rows().iter().filter(|a| table.kvm_possible(a)).map(|a| a.name.clone()).collect(),
@@ -148,7 +149,36 @@ pub fn measure(
     });
     report.boots = done.iter().map(report::boot_entry).collect();
     report.machines = report::machines(&done, plan.mem_mib, &env_facts(plan, machine));
-    report.comparisons = report::comparisons(&done, &plan.info.variants, &plan.suite, thresholds);
+    report.comparisons = match &plan.stopping {
+        None => report::comparisons(&done, &plan.info.variants, &plan.suite, thresholds),
+        Some(d) => {
+            // Each cell's statistics from the rounds up to its stopping look, at the
+            // looks' level: what the stopping rule's error rate is about.
+            let stops = crate::sequential::cell_stops(d, &plan.info.variants, &plan.suite, &done);
+            let cell = |s: &crate::record::Stored| {
+                let p = &s.record.provenance;
+                (p.arch.clone(), p.vcpus, p.clock)
+            };
+            report.stops = stops
+                .iter()
+                .map(|((arch, cpus, clock), stop)| report::CellStop {
+                    arch: arch.clone(),
+                    cpus: *cpus,
+                    clock: *clock,
+                    boots: stop.look.n,
+                    boots_run: done.iter().filter(|s| cell(s) == (arch.clone(), *cpus, *clock)).count(),
+                    undecided: stop.undecided.clone(),
+                    why: stop.why(),
+                })
+                .collect();
+            let used: Vec<_> = done
+                .iter()
+                .filter(|s| stops.get(&cell(s)).is_none_or(|stop| s.rep < stop.look.n))
+                .cloned()
+                .collect();
+            report::comparisons(&used, &plan.info.variants, &plan.suite, &d.verdict_thresholds())
+        }
+    };
     stage(timing, "compare", t);
     Ok(boots.pending)
 }

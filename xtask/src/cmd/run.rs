@@ -39,7 +39,7 @@ pub fn run(o: &RunOptions) -> Result<RunResult> {
                 commit: o.commit.clone(),
                 release: crate::tree::release_of(&o.tree, &o.commit),
             };
-            (plan::plan(&o.spec, vec![kernel], ids(&o.spec, None)?), None)
+            (plan::plan(&o.spec, vec![kernel], ids(&o.spec, None, &Default::default())?), None)
         }
         Some(t) => {
             let facts = metal::probe(t)?;
@@ -58,7 +58,7 @@ pub fn run(o: &RunOptions) -> Result<RunResult> {
                 modules: String::new(),
             };
             let m = MachineRun { target: t.clone(), home, now: facts };
-            (plan::as_found(&o.spec, &m, &arch, ids(&o.spec, None)?), Some(m))
+            (plan::as_found(&o.spec, &m, &arch, ids(&o.spec, None, &Default::default())?), Some(m))
         }
     };
     if o.dry_run {

@@ -49,7 +49,10 @@ impl std::str::FromStr for AccelChoice {
 pub struct Spec {
     pub arches: Vec<Arch>,
     pub cpus: Vec<u32>,
+    /// Boots of each kernel per cell; with `auto_reps` the most a cell may take.
     pub reps: usize,
+    /// `--reps auto`: a cell stops as soon as every workload in it is decided.
+    pub auto_reps: bool,
     pub suite: Suite,
     pub clocks: Vec<Clock>,
     pub accel: AccelChoice,
@@ -153,12 +156,17 @@ pub struct PlanKey {
     pub llvm: bool,
     pub target: Target,
     pub host_config: Option<String>,
+    /// `--reps auto`: the rule that decided which boots ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopping: Option<String>,
 }
 
 /// What the plan depends on that only IO can say: content ids of our sources, and
 /// which architectures this host could run under KVM at all.
 pub struct Ids {
     pub revision: Option<u32>,
+    /// `--reps auto`: the stopping rule (its level is calibrated, an IO-free but slow step).
+    pub stopping: Option<crate::sequential::Design>,
     pub harness: String,
     pub config: String,
     pub kvm_arches: Vec<ArchName>,
@@ -181,6 +189,8 @@ pub struct Plan {
     /// time), then the wall-clock boots, one at a time and alone.
     pub boots: Vec<BootStep>,
     pub boot_jobs: usize,
+    /// `--reps auto`: which boots are still wanted, cell by cell.
+    pub stopping: Option<crate::sequential::Design>,
     /// The kernel a machine runs now, measured as it is (`run --metal/--host`): nothing
     /// is built or booted.
     pub as_found: bool,
@@ -304,6 +314,7 @@ pub fn plan(spec: &Spec, kernels: Vec<Kernel>, ids: Ids) -> Plan {
         target: target.clone(),
         mem_mib: spec.mem_mib,
         variants,
+        stopping: ids.stopping.as_ref().map(crate::sequential::Design::describe),
     };
     let key = PlanKey {
         revision: ids.revision,
@@ -322,6 +333,7 @@ pub fn plan(spec: &Spec, kernels: Vec<Kernel>, ids: Ids) -> Plan {
         llvm: spec.build.llvm,
         target: target.clone(),
         host_config: spec.build.host_config.as_ref().map(|h| h.config.clone() + &h.modules),
+        stopping: info.stopping.clone(),
     };
     Plan {
         key,
@@ -337,6 +349,7 @@ pub fn plan(spec: &Spec, kernels: Vec<Kernel>, ids: Ids) -> Plan {
         builds,
         boots,
         boot_jobs: spec.boot_jobs.max(1),
+        stopping: ids.stopping,
         as_found: false,
     }
 }

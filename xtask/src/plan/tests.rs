@@ -9,6 +9,7 @@ fn spec(arches: &[&str], cpus: &[u32], clocks: &[Clock], reps: usize) -> Spec {
         arches: arches.iter().map(|a| table.get(a).unwrap().clone()).collect(),
         cpus: cpus.to_vec(),
         reps,
+        auto_reps: false,
         suite: Suite { name: "quick".into(), description: String::new(), deadline_s: 60, runs: vec![] },
         clocks: clocks.to_vec(),
         accel: AccelChoice::Auto,
@@ -40,7 +41,13 @@ fn kernels(names: &[&str]) -> Vec<Kernel> {
 }
 
 fn ids() -> Ids {
-    Ids { revision: Some(2), harness: "h".into(), config: "c".into(), kvm_arches: vec!["x86_64".into()] }
+    Ids {
+        revision: Some(2),
+        stopping: None,
+        harness: "h".into(),
+        config: "c".into(),
+        kvm_arches: vec!["x86_64".into()],
+    }
 }
 
 fn order(p: &Plan) -> Vec<String> {

@@ -250,8 +250,16 @@ pub fn render(r: &Report, templates: &Templates, thresholds: &Thresholds) -> Res
         .into_iter()
         .map(|(cell, rows)| {
             let boots = rows.iter().map(|c| c.base.n.max(c.new.n)).max().unwrap_or(0);
+            let stop =
+                r.stops.iter().find(|s| s.arch == cell.arch && s.cpus == cell.cpus && s.clock == cell.clock);
+            let title = match stop {
+                Some(s) => {
+                    format!("{}; --reps auto: {} ({} boots ran)", cell.title(boots), s.why, s.boots_run)
+                }
+                None => cell.title(boots),
+            };
             Ok(Group {
-                title: cell.title(boots),
+                title,
                 overview: overview_svg(&rows, thresholds.min_change_pct),
                 rows: rows.into_iter().map(row).collect::<Result<_>>()?,
             })

@@ -159,9 +159,16 @@ pub fn tested_block(r: &Report) -> String {
     } else {
         "on the machine, each a fresh boot (kexec)"
     };
+    let boots = match &r.plan.stopping {
+        None => format!("{} boots of each kernel", r.plan.reps),
+        Some(rule) => format!(
+            "Rounds of boots until every workload is decided, at most {} of each kernel ({rule}),",
+            r.plan.reps
+        ),
+    };
     let method = format!(
-        "{} boots of each kernel {per}, alternating {} ({}); each boot runs the \"{}\" suite ({} workloads) and reports the median of its in-boot repetitions; the tables compare the medians of those per-boot medians. Time measured by {}.",
-        r.plan.reps, r.plan.variants.join("/"), r.plan.order, r.plan.suite, r.plan.suite_runs, clocks
+        "{boots} {per}, alternating {} ({}); each boot runs the \"{}\" suite ({} workloads) and reports the median of its in-boot repetitions; the tables compare the medians of those per-boot medians. Time measured by {}.",
+        r.plan.variants.join("/"), r.plan.order, r.plan.suite, r.plan.suite_runs, clocks
     );
     // Continuation lines aligned under the first word, like the other fields.
     let method = wrap(&method, 72 - 13, "").replace('\n', &format!("\n{:13}", ""));
@@ -211,7 +218,14 @@ pub fn tables(r: &Report) -> String {
             rows.entry(&c.workload).or_default().insert(&c.variant, c);
         }
         let n = cs.iter().map(|c| c.base.n.max(c.new.n)).max().unwrap_or(0);
-        let _ = write!(o, "{}\n{:<36} {:<7} {:>17}", cell.title(n), "", "", "baseline");
+        let _ = writeln!(o, "{}", cell.title(n));
+        let stop =
+            r.stops.iter().find(|s| s.arch == cell.arch && s.cpus == cell.cpus && s.clock == cell.clock);
+        if let Some(s) = stop {
+            let line = format!("--reps auto: {} ({} boots ran)", s.why, s.boots_run);
+            let _ = writeln!(o, "{}", wrap(&line, 72, "  "));
+        }
+        let _ = write!(o, "{:<36} {:<7} {:>17}", "", "", "baseline");
         for v in &news {
             let _ = write!(o, " {v:>17} {:>11}", "change");
         }
