@@ -317,9 +317,11 @@ mod tests {
     fn the_looks_and_their_level() {
         let d = design(&Thresholds::default(), 15).unwrap();
         assert_eq!(d.looks, [5, 7, 10, 15]);
-        // Pocock's constant for 4 equally spaced looks at 0.05 is 0.0182; the rank
-        // test's is near it, and a clean difference can reach it at the first look.
-        assert!(d.level > 0.012 && d.level < 0.025, "{}", d.level);
+        // Pocock's constant for 4 equally spaced looks at 0.05 is 0.0182 (normal
+        // statistics); the rank test's, for these unequal looks, is near it (the
+        // seed is fixed: this is the value every run uses), and a clean difference
+        // can reach it at the first look.
+        assert!((d.level - 0.022531).abs() < 1e-5, "{}", d.level);
         assert!(min_p(5, 5) < d.level);
         assert_eq!(design(&Thresholds::default(), 9).unwrap().looks, [5, 9]);
         assert_eq!(design(&Thresholds::default(), 5).unwrap().looks, [5]);
