@@ -15,6 +15,14 @@ pub struct Config {
     /// Where a `compare` regression report goes (a new thread).
     #[serde(default)]
     pub regressions: Recipients,
+    /// The public-inbox archive a message-id is looked up in (default lore's `all/`).
+    #[serde(default)]
+    pub lore: Option<Lore>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Lore {
+    pub url: String,
 }
 
 #[derive(Debug, Deserialize)]

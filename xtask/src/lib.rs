@@ -16,6 +16,7 @@ pub mod host;
 pub mod hunks;
 pub mod input;
 pub mod kconfig;
+pub mod lore;
 pub mod mail;
 pub mod metal;
 pub mod model;

@@ -22,7 +22,8 @@ enum Command {
     /// The main job: apply a series, build baseline and patched kernels, boot them
     /// alternately, compare, and write a reply-ready email and a JSON report.
     Eval {
-        file: PathBuf,
+        /// An mbox, mbox.gz, .eml/.patch, a directory of patches, a message-id or a lore link.
+        file: String,
         /// Revision(s): `2`, or `1,2` to evaluate them side by side against one baseline
         /// (default: the highest).
         #[arg(long = "rev", value_name = "N[,N...]")]
@@ -62,7 +63,8 @@ enum Command {
     },
     /// Read a series (mbox, mbox.gz, .eml/.patch, or a directory) and summarise it.
     Series {
-        file: PathBuf,
+        /// An mbox, mbox.gz, .eml/.patch, a directory of patches, a message-id or a lore link.
+        file: String,
         #[command(flatten)]
         pick: Pick,
         /// Print the whole model as JSON (every revision, warnings, trailers).
@@ -71,7 +73,8 @@ enum Command {
     },
     /// Apply a series to a kernel tree with git2, as commits on refs/heads/eval/<slug>.
     Apply {
-        file: PathBuf,
+        /// An mbox, mbox.gz, .eml/.patch, a directory of patches, a message-id or a lore link.
+        file: String,
         #[command(flatten)]
         pick: Pick,
         #[command(flatten)]
@@ -174,9 +177,18 @@ struct FormatArg {
     /// `From mboxrd@z` separator; by default only such files are, as git am does.
     #[arg(long)]
     mboxrd: bool,
+    /// The public-inbox archive a message-id is fetched from (default: `lore.url` in
+    /// mmeval.yaml, else https://lore.kernel.org/all/).
+    #[arg(long, value_name = "URL")]
+    lore: Option<String>,
 }
 
 impl FormatArg {
+    /// The input as a local file: as given, or the thread fetched from the archive.
+    fn input(&self, arg: &str) -> Result<(PathBuf, Option<String>)> {
+        xtask::lore::resolve(arg, self.lore.as_deref())
+    }
+
     fn format(&self) -> xtask::mail::MboxFormat {
         if self.mboxrd {
             xtask::mail::MboxFormat::Mboxrd
@@ -409,8 +421,10 @@ fn run(cli: Cli) -> Result<()> {
                         anyhow::anyhow!("--rev {list}: give revision numbers, e.g. --rev 2 or --rev 1,2")
                     })?,
             };
+            let (file, source) = format.input(&file)?;
             let opts = cmd::eval::EvalOptions {
                 file,
+                source,
                 mbox_format: format.format(),
                 revisions,
                 all_revisions: all_revs,
@@ -426,6 +440,7 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Series { file, pick, json } => {
+            let (file, _) = pick.format.input(&file)?;
             print!(
                 "{}",
                 xtask::mail::scrub_text(&cmd::ingest::series(
@@ -437,6 +452,7 @@ fn run(cli: Cli) -> Result<()> {
             );
         }
         Command::Apply { file, pick, tree, base } => {
+            let (file, _) = pick.format.input(&file)?;
             let tree = tree.resolve()?;
             let text =
                 cmd::ingest::apply(&file, pick.choice(), pick.format.format(), &tree, base.as_deref())?;

@@ -64,6 +64,10 @@ pub struct SeriesInfo {
     pub author: Addr,
     pub patches: Vec<PatchInfo>,
     pub base_commit: Option<String>,
+    /// The archive the thread was fetched from (its t.mbox.gz URL); the thread itself
+    /// is kept as `thread.mbox.gz` beside the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -91,6 +91,7 @@ pub fn compare(o: &CompareOptions) -> Result<Ran> {
             author: nobody.clone(),
             patches: vec![],
             base_commit: None,
+            source: None,
         },
         revisions: vec![],
         releases: Some(releases),

@@ -19,6 +19,8 @@ use std::time::Instant;
 
 pub struct EvalOptions {
     pub file: PathBuf,
+    /// Where the thread came from, when fetched from an archive.
+    pub source: Option<String>,
     pub mbox_format: MboxFormat,
     /// Revisions to evaluate side by side (empty: the highest one alone).
     pub revisions: Vec<u32>,
@@ -150,6 +152,7 @@ pub fn eval(o: &EvalOptions) -> Result<Ran> {
                 })
                 .collect(),
             base_commit: series.base_commit.clone(),
+            source: o.source.clone(),
         },
         revisions: vec![],
         releases: None,
@@ -194,6 +197,7 @@ pub fn eval(o: &EvalOptions) -> Result<Ran> {
                 progress::say(&f.to_string());
                 report.apply = Some(f);
                 stage(&mut timing, "apply", t);
+                keep_thread(o, &dir)?;
                 return finish(report, timing, &dir, &from, &templates, &cfg.thresholds, None)
                     .map(|o| Ran::Measured(Box::new(o)));
             }
@@ -260,6 +264,7 @@ pub fn eval(o: &EvalOptions) -> Result<Ran> {
         spec.suite.name,
         dir.path().display()
     ));
+    keep_thread(o, &dir)?;
     let pending = measure(&plan, machine.as_ref(), &spec, &dir, &mut report, &mut timing, &cfg.thresholds)?;
     finish(report, timing, &dir, &from, &templates, &cfg.thresholds, pending)
         .map(|o| Ran::Measured(Box::new(o)))
@@ -280,4 +285,15 @@ fn finish(
     let email = dir.write_text(rundir::REPLY, &render::reply::render(&report, &env, templates)?)?;
     super::write_page_and_report(dir, &mut report, templates, thresholds, t)?;
     Ok(Outcome { dir: dir.path().to_path_buf(), report, email, pending })
+}
+
+/// A thread fetched from an archive is kept with the evaluation: the run can be
+/// redone offline from the directory alone.
+fn keep_thread(o: &EvalOptions, dir: &RunDir) -> Result<()> {
+    if o.source.is_some() {
+        dir.ensure()?;
+        let to = dir.path().join("thread.mbox.gz");
+        std::fs::copy(&o.file, &to).with_context(|| format!("cannot keep the thread in {}", to.display()))?;
+    }
+    Ok(())
 }
