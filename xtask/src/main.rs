@@ -61,6 +61,17 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// The series check of `b4 review` (b4.review-series-check-cmd): the cover letter on
+    /// stdin, a JSON list of check results on stdout, from our evaluation of the series.
+    #[command(name = "b4-check")]
+    B4Check {
+        /// Where evaluations are (default: target/eval of this project).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// The public-inbox archive the thread is fetched from when b4 gives none.
+        #[arg(long, value_name = "URL")]
+        lore: Option<String>,
+    },
     /// Read a series (mbox, mbox.gz, .eml/.patch, or a directory) and summarise it.
     Series {
         /// An mbox, mbox.gz, .eml/.patch, a directory of patches, a message-id or a lore link.
@@ -438,6 +449,11 @@ fn run(cli: Cli) -> Result<()> {
                 Ran::Planned(p) => print!("{p}"),
                 Ran::Measured(out) => out.print(started),
             }
+        }
+        Command::B4Check { out, lore } => {
+            let out = out.unwrap_or_else(|| reftree::project_root().join("target/eval"));
+            let checks = cmd::b4check::b4_check(&out, lore.as_deref());
+            println!("{}", serde_json::to_string(&checks)?);
         }
         Command::Series { file, pick, json } => {
             let (file, _) = pick.format.input(&file)?;

@@ -3,6 +3,7 @@
 //! comparisons, with `report.json` rewritten after each stage), the facts about the
 //! environment, and writing the mails and the page.
 
+pub mod b4check;
 pub mod compare;
 pub mod eval;
 pub mod ingest;
