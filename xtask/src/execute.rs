@@ -232,7 +232,8 @@ fn image_of(plan: &Plan, images: &Images, step: &BootStep) -> PathBuf {
     images.get(&(step.key.arch.clone(), kernel.variant.clone())).cloned().unwrap_or_default()
 }
 
-/// A finished boot: said, appended to `records.jsonl`, kept.
+/// A finished boot: appended to `records.jsonl`, then said (a boot the user saw
+/// finish is on disk), kept.
 fn keep(
     plan: &Plan,
     dir: &RunDir,
@@ -244,7 +245,7 @@ fn keep(
         Some(h) => format!(" on {h} ({})", record.provenance.kernel),
         None => String::new(),
     };
-    progress::emit(Event::Boot {
+    let event = Event::Boot {
         n: done.len() + 1,
         of: plan.expected(),
         key: step.key.clone(),
@@ -253,9 +254,10 @@ fn keep(
         failed_runs: record.boot.failures.len(),
         seconds: record.seconds,
         on,
-    });
+    };
     let stored = Stored { variant: step.key.variant.clone(), rep: step.key.rep, record };
     dir.append(&stored)?;
+    progress::emit(event);
     done.push(stored);
     Ok(())
 }

@@ -135,6 +135,9 @@ enum Command {
         /// Boots per (arch, vCPUs, clock).
         #[arg(long, default_value_t = 1)]
         boots: usize,
+        /// Instruction-clock boots this many at a time (default: the number of CPUs).
+        #[arg(long, value_name = "N")]
+        boot_jobs: Option<usize>,
         /// Guest memory in MiB.
         #[arg(long, default_value_t = 1024)]
         mem: u32,
@@ -496,6 +499,7 @@ fn run(cli: Cli) -> Result<()> {
             cpus,
             clock,
             boots,
+            boot_jobs,
             mem,
             accel,
             fresh,
@@ -536,7 +540,7 @@ fn run(cli: Cli) -> Result<()> {
                 out_root: out.clone(),
                 fresh,
                 wait: false,
-                boot_jobs: default_boot_jobs(),
+                boot_jobs: boot_jobs.unwrap_or_else(default_boot_jobs).max(1),
                 target,
                 cpus_given: false,
                 boot_timeout: std::time::Duration::from_secs(600),
