@@ -41,7 +41,7 @@ impl fmt::Display for Accel {
 }
 
 /// What guest time means: the host's wall clock, or one nanosecond per guest
-/// instruction (QEMU `-icount shift=0`), which repeats to well under 0.1%. (Variants in
+/// instruction (QEMU `-icount shift=0,sleep=off`), which repeats to well under 0.1%. (Variants in
 /// the order of their names, as the tables are sorted.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -47,6 +47,12 @@ pub struct BootSpec {
     pub sandbox: bool,
 }
 
+/// The instruction clock: one nanosecond per guest instruction, and an idle guest's
+/// clock jumps to its next timer instead of following the host's (`sleep=off`; with
+/// QEMU's default `sleep=on` idle time is host time, which a loaded host, e.g. boots
+/// side by side, could change).
+pub const ICOUNT: &str = "shift=0,sleep=off";
+
 /// The seccomp filter QEMU applies to itself: the guest is the series' kernel.
 pub const SANDBOX: &str = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny";
 
@@ -84,7 +90,7 @@ pub fn qemu_argv(spec: &BootSpec) -> Vec<String> {
         Virt::Tcg => v.extend(["-accel".into(), "tcg".into(), "-cpu".into(), a.cpu.clone()]),
     }
     if spec.clock == Clock::Instructions {
-        v.extend(["-icount".into(), "shift=0".into()]);
+        v.extend(["-icount".into(), ICOUNT.into()]);
     }
     if spec.sandbox {
         v.extend(["-sandbox".into(), SANDBOX.into()]);
@@ -314,9 +320,9 @@ mod tests {
         expect![[r#"
             qemu-system-x86_64 -M q35 -accel tcg -cpu max -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial stdio -kernel /k/image -initrd /k/initrd.cpio -append console=ttyS0 panic=-1 oops=panic mmeval.suite=quick
             qemu-system-x86_64 -M q35 -accel kvm -cpu host -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial stdio -kernel /k/image -initrd /k/initrd.cpio -append console=ttyS0 panic=-1 oops=panic mmeval.suite=quick
-            qemu-system-x86_64 -M q35 -accel tcg -cpu max -icount shift=0 -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial stdio -kernel /k/image -initrd /k/initrd.cpio -append console=ttyS0 panic=-1 oops=panic noapictimer mmeval.suite=quick
+            qemu-system-x86_64 -M q35 -accel tcg -cpu max -icount shift=0,sleep=off -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial stdio -kernel /k/image -initrd /k/initrd.cpio -append console=ttyS0 panic=-1 oops=panic noapictimer mmeval.suite=quick
             qemu-system-aarch64 -M virt -accel tcg -cpu max -sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial stdio -kernel /k/image -initrd /k/initrd.cpio -append console=ttyAMA0 panic=-1 oops=panic mmeval.suite=quick
-            qemu-system-ppc64 -M pseries,x-vof=on -accel tcg -cpu power9 -icount shift=0 -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial stdio -kernel /k/image -initrd /k/initrd.cpio -append console=hvc0 panic=-1 oops=panic mmeval.suite=quick
+            qemu-system-ppc64 -M pseries,x-vof=on -accel tcg -cpu power9 -icount shift=0,sleep=off -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial stdio -kernel /k/image -initrd /k/initrd.cpio -append console=hvc0 panic=-1 oops=panic mmeval.suite=quick
         "#]]
         .assert_eq(&out);
     }

@@ -159,6 +159,9 @@ pub struct PlanKey {
     /// `--reps auto`: the rule that decided which boots ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopping: Option<String>,
+    /// QEMU's instruction clock (its options change the figures).
+    #[serde(default)]
+    pub icount: String,
 }
 
 /// What the plan depends on that only IO can say: content ids of our sources, and
@@ -334,6 +337,10 @@ pub fn plan(spec: &Spec, kernels: Vec<Kernel>, ids: Ids) -> Plan {
         target: target.clone(),
         host_config: spec.build.host_config.as_ref().map(|h| h.config.clone() + &h.modules),
         stopping: info.stopping.clone(),
+        icount: std::iter::once(crate::qemu::ICOUNT.to_string())
+            .chain(spec.arches.iter().map(|a| format!("{}: {}", a.name, a.icount_cmdline)))
+            .collect::<Vec<_>>()
+            .join("; "),
     };
     Plan {
         key,
