@@ -160,6 +160,92 @@ pub fn fetch(base: &str, msgid: &str, dir: &Path) -> Result<(PathBuf, String)> {
     }
 }
 
+/// A newer revision of `series` in the archive at `base`: its version and the
+/// Message-ID of its cover letter (or first patch). Searched as b4 does: the cleaned
+/// subject and the author's address, from the series' date on (public-inbox search,
+/// `?x=m&q=...` by POST; the archive needs its search index).
+pub fn newer(base: &str, series: &crate::series::Series) -> Result<Option<(u32, String)>> {
+    let subject = crate::patch::clean_subject(&series.subject()).replace('"', "");
+    let Some(author) = series.author() else { return Ok(None) };
+    let date = series.cover.as_ref().and_then(|c| c.date).map(|d| d.timestamp).unwrap_or(0);
+    let (y, m, d) = crate::series::civil_from_days(date.div_euclid(86400));
+    let day = format!("{y:04}{m:02}{d:02}");
+    let query = format!("(s:\"{subject}\" AND f:\"{}\") AND d:{day}..", author.email);
+    let url = format!("{base}?x=m&q={}", escape_query(&query));
+    let dir = crate::reftree::cache_root().join("lore");
+    std::fs::create_dir_all(&dir)?;
+    let part = dir.join("search.mbox.gz.part");
+    let sh = Shell::new()?;
+    let write_out = "%{http_code}";
+    let out = cmd!(sh, "curl -sS -L --max-time 120 -X POST --data x=m -o {part} -w {write_out} -- {url}")
+        .quiet()
+        .ignore_status()
+        .output()?;
+    let code = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let bytes = std::fs::read(&part).unwrap_or_default();
+    let _ = std::fs::remove_file(&part);
+    match (out.status.code(), code.as_str()) {
+        (Some(0), "200") => {}
+        // public-inbox answers 404 when nothing matches.
+        (Some(0), "404") => return Ok(None),
+        (Some(0), c) => {
+            bail!("{base}: searching for newer revisions: HTTP {c}; does the archive have a search index?")
+        }
+        _ => bail!(
+            "cannot reach {base} to search for newer revisions ({}); run without --check-newer",
+            String::from_utf8_lossy(&out.stderr).trim().trim_start_matches("curl: ")
+        ),
+    }
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        bail!("{base}: the search did not answer with a gzip'd mbox; does the archive have a search index?");
+    }
+    let mails: Vec<_> = crate::mail::split_container(&bytes)
+        .with_context(|| format!("{url}: the search answer is damaged"))?
+        .iter()
+        .enumerate()
+        .filter_map(|(i, raw)| crate::mail::parse_message(raw, i).ok())
+        .collect();
+    let want = crate::patch::clean_subject(&series.subject());
+    Ok(mails
+        .iter()
+        .filter_map(|m| {
+            let tag = crate::series::parse_subject(&m.subject);
+            let same = crate::patch::clean_subject(&m.subject) == want && m.from.email == author.email;
+            (tag.is_patch && !tag.is_reply && same && tag.revision > series.version).then(|| {
+                (tag.revision, tag.position.map_or(1, |p| p.0), m.message_id.clone().unwrap_or_default())
+            })
+        })
+        // The newest revision, its cover (0/N) or else its first patch.
+        .min_by_key(|(v, n, _)| (std::cmp::Reverse(*v), *n))
+        .map(|(v, _, id)| (v, id)))
+}
+
+/// A search query for a URL (`urllib.parse.quote_plus`, as b4 sends it).
+fn escape_query(q: &str) -> String {
+    q.bytes()
+        .map(|c| match c {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (c as char).to_string(),
+            b' ' => "+".to_string(),
+            _ => format!("%{c:02X}"),
+        })
+        .collect()
+}
+
+/// The archive for a run: the one the thread came from, else `--lore`, `lore.url`,
+/// lore's `all/`.
+pub fn archive_of(source: Option<&str>, lore: Option<&str>) -> Result<String> {
+    if let Some(url) = source {
+        if let Ok(Source::Archive { base, .. }) = classify(url, DEFAULT_BASE, false) {
+            return Ok(base);
+        }
+    }
+    Ok(match lore {
+        Some(b) if b.ends_with('/') => b.to_string(),
+        Some(b) => format!("{b}/"),
+        None => crate::config::config()?.lore.map(|l| l.url).unwrap_or_else(|| DEFAULT_BASE.into()),
+    })
+}
+
 /// A FILE argument made a local file: as it is, or the thread fetched from the archive
 /// (`lore`: `--lore`, else `lore.url` of mmeval.yaml, else lore.kernel.org/all/).
 /// With the URL it came from.

@@ -195,9 +195,29 @@ struct FormatArg {
     /// mmeval.yaml, else https://lore.kernel.org/all/).
     #[arg(long, value_name = "URL")]
     lore: Option<String>,
+    /// Also search the archive for a newer revision of the series (as b4 does) and say
+    /// so; `eval` then stops unless --rev names the revision to test.
+    #[arg(long)]
+    check_newer: bool,
 }
 
 impl FormatArg {
+    /// With --check-newer: a newer revision in the archive (version, message-id, archive).
+    fn newer(
+        &self,
+        file: &std::path::Path,
+        source: Option<&str>,
+        choice: series::Choice,
+    ) -> Result<Option<(u32, String, String)>> {
+        if !self.check_newer {
+            return Ok(None);
+        }
+        let s = xtask::input::read_series_as(file, choice, self.format())?;
+        let base = xtask::lore::archive_of(source, self.lore.as_deref())?;
+        progress::say(&format!("searching {base} for a revision newer than v{}", s.version));
+        Ok(xtask::lore::newer(&base, &s)?.map(|(v, id)| (v, id, base)))
+    }
+
     /// The input as a local file: as given, or the thread fetched from the archive.
     fn input(&self, arg: &str) -> Result<(PathBuf, Option<String>)> {
         xtask::lore::resolve(arg, self.lore.as_deref())
@@ -436,6 +456,20 @@ fn run(cli: Cli) -> Result<()> {
                     })?,
             };
             let (file, source) = format.input(&file)?;
+            let choice = match revisions.as_slice() {
+                [one] => series::Choice { revision: Some(*one), ..Default::default() },
+                _ => Default::default(),
+            };
+            if let Some((v, id, base)) = format.newer(&file, source.as_deref(), choice)? {
+                let what = format!("v{v} of this series is in {base} (<{}>)", xtask::mail::scrub_text(&id));
+                if rev.is_none() && !all_revs {
+                    anyhow::bail!(
+                        "{what}: evaluate it (cargo xtask eval {}), or pass --rev to test the one given",
+                        xtask::render::reply::shell_word(&xtask::mail::scrub_text(&id))
+                    );
+                }
+                progress::say(&format!("warning: {what}; testing the revision asked for"));
+            }
             let opts = cmd::eval::EvalOptions {
                 file,
                 source,
@@ -459,7 +493,21 @@ fn run(cli: Cli) -> Result<()> {
             println!("{}", serde_json::to_string(&checks)?);
         }
         Command::Series { file, pick, json } => {
-            let (file, _) = pick.format.input(&file)?;
+            let (file, source) = pick.format.input(&file)?;
+            if pick.format.check_newer {
+                let newer = pick.format.newer(&file, source.as_deref(), pick.choice())?;
+                let base = xtask::lore::archive_of(source.as_deref(), pick.format.lore.as_deref())?;
+                // On stderr: stdout stays the summary, as without the flag.
+                progress::say(&xtask::mail::scrub_text(&match newer {
+                    Some((v, id, _)) => {
+                        format!(
+                            "newer: v{v} is in {base} (<{id}>): cargo xtask series {}",
+                            xtask::render::reply::shell_word(&id)
+                        )
+                    }
+                    None => format!("newer: none in {base}"),
+                }));
+            }
             print!(
                 "{}",
                 xtask::mail::scrub_text(&cmd::ingest::series(

@@ -45,8 +45,36 @@ fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A v3 of the shipped series, sent a week after v2 as a thread of its own: v2's
+/// cover and patches with the version, ids, threading and date changed.
+fn v3() -> Vec<Vec<u8>> {
+    let shipped = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(SERIES)).unwrap();
+    xtask::mail::split_container(&shipped)
+        .unwrap()
+        .into_iter()
+        .map(|m| String::from_utf8(m).unwrap())
+        .filter(|m| m.contains("Message-ID: <20261110083000.5151-"))
+        .map(|m| {
+            let mut m = m
+                .replace("[PATCH v2 ", "[PATCH v3 ")
+                .replace("20261110083000.5151-", "20261117083000.6161-")
+                .replace("Tue, 10 Nov 2026", "Tue, 17 Nov 2026");
+            if m.contains("Message-ID: <20261117083000.6161-0-") {
+                m = m
+                    .replace("In-Reply-To: <20261103091500.4242-0-mira@example.org>\n", "")
+                    .replace("References: <20261103091500.4242-0-mira@example.org>\n", "");
+            }
+            m.replace("<20261103091500.4242-0-mira@example.org> ", "").into_bytes()
+        })
+        .collect()
+}
+
 fn archive() -> Archive {
     xtask::host::require(&[("public-inbox-httpd", "public-inbox")]).unwrap();
+    // The search index (what --check-newer asks) needs Xapian's Perl binding.
+    if !Command::new("perl").args(["-MSearch::Xapian", "-e1"]).status().unwrap().success() {
+        xtask::host::install(&["libsearch-xapian-perl"]).unwrap();
+    }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let port = free_port();
@@ -74,7 +102,8 @@ fn archive() -> Archive {
         .success();
     assert!(ok);
     let shipped = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(SERIES)).unwrap();
-    let messages = xtask::mail::split_container(&shipped).unwrap();
+    let mut messages = xtask::mail::split_container(&shipped).unwrap();
+    messages.extend(v3());
     for m in &messages {
         let mut mda = pi("public-inbox-mda")
             .arg("--no-precheck")
@@ -135,6 +164,32 @@ fn a_series_by_message_id_is_the_series_of_the_file() {
         assert_eq!(out, from_file.1, "{arg}");
         assert!(err.contains("fetching the thread of <"), "{err}");
     }
+
+    // --check-newer: v3, a thread of its own, found by the archive's search as b4
+    // searches (subject and author from the series' date on).
+    let v3_cover = "20261117083000.6161-0-mira@example.org";
+    let (ok, out, err) = xtask(&["series", COVER, "--lore", &a.base, "--check-newer"]);
+    assert!(ok, "{err}");
+    assert_eq!(out, from_file.1, "stdout is the summary, as without the flag");
+    assert!(
+        err.contains(&format!("newer: v3 is in {} (<{v3_cover}>): cargo xtask series {v3_cover}", a.base)),
+        "{err}"
+    );
+    let (ok, _, err) = xtask(&["series", v3_cover, "--lore", &a.base, "--check-newer"]);
+    assert!(ok, "{err}");
+    assert!(err.contains(&format!("newer: none in {}", a.base)), "{err}");
+    let dry = tempfile::tempdir().unwrap();
+    let d = dry.path().to_str().unwrap();
+    let (ok, _, err) = xtask(&["eval", COVER, "--lore", &a.base, "--check-newer", "--dry-run", "--out", d]);
+    assert!(!ok);
+    assert!(
+        err.contains(&format!("v3 of this series is in {} (<{v3_cover}>): evaluate it (cargo xtask eval {v3_cover}), or pass --rev", a.base)),
+        "{err}"
+    );
+    let (ok, out, err) =
+        xtask(&["eval", COVER, "--lore", &a.base, "--check-newer", "--rev", "2", "--dry-run", "--out", d]);
+    assert!(ok && out.starts_with("plan: "), "{err}");
+    assert!(err.contains("warning: v3 of this series is in"), "{err}");
 
     // apply: the same commits as from the file (the same series on the same base).
     let (ok, from_file, err) = xtask(&["apply", SERIES]);

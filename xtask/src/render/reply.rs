@@ -141,7 +141,7 @@ fn reproduce(r: &Report) -> String {
 
 /// A Message-ID as people paste it into a shell: as it is when it is only the
 /// characters message ids are made of, else single-quoted (a `$(...)` stays text).
-fn shell_word(id: &str) -> String {
+pub fn shell_word(id: &str) -> String {
     if !id.is_empty() && id.chars().all(|c| c.is_ascii_alphanumeric() || "@._+-=%/:".contains(c)) {
         id.to_string()
     } else {
