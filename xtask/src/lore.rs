@@ -79,15 +79,7 @@ fn percent_decode(s: &str) -> String {
 /// A message-id as a path segment, escaped as b4 does (`urllib.parse.quote` with `@`
 /// kept).
 pub fn escape(msgid: &str) -> String {
-    msgid
-        .bytes()
-        .map(|c| match c {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'@' => {
-                (c as char).to_string()
-            }
-            _ => format!("%{c:02X}"),
-        })
-        .collect()
+    quote(msgid, b"@", false)
 }
 
 /// The thread's URL (`t.mbox.gz`).
@@ -107,42 +99,22 @@ pub fn fetch(base: &str, msgid: &str, dir: &Path) -> Result<(PathBuf, String)> {
         .unwrap_or_else(|_| "thread".into());
     let dest = dir.join(format!("{name}.mbox.gz"));
     let part = dir.join(format!("{name}.mbox.gz.part"));
-    let sh = Shell::new()?;
-    crate::host::require(&[("curl", "curl")])?;
-    let write_out = "%{http_code}";
-    let out = cmd!(
-        sh,
-        "curl -sS -L --fail --max-time 120 --max-filesize 268435456 -o {part} -w {write_out} -- {url}"
-    )
-    .quiet()
-    .ignore_status()
-    .output()?;
-    let code = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let said = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    let got = curl(&["--fail", "--max-filesize", "268435456"], &url, &part)?;
     let checked = (|| -> Result<()> {
-        match out.status.code() {
+        let (code, said) = (&got.status, got.said.trim_start_matches("curl: "));
+        match got.exit {
             Some(0) => {}
             Some(22) if code == "404" || code == "410" => {
                 bail!("{url}: {code}: the archive has no message <{msgid}>; check the message-id, or give the archive with --lore URL")
             }
             Some(22) => bail!("{url}: the archive answered HTTP {code}; try again later, or save the thread and give the file"),
-            Some(6) | Some(7) | Some(28) => bail!(
-                "cannot reach {url} ({}); without network, save the thread (t.mbox.gz) and give the file",
-                said.trim_start_matches("curl: ")
-            ),
-            _ => bail!("cannot fetch {url}: {}", said.trim_start_matches("curl: ")),
+            Some(6) | Some(7) | Some(28) => {
+                bail!("cannot reach {url} ({said}); without network, save the thread (t.mbox.gz) and give the file")
+            }
+            _ => bail!("cannot fetch {url}: {said}"),
         }
-        let bytes = std::fs::read(&part)?;
-        if !bytes.starts_with(&[0x1f, 0x8b]) {
-            let start = String::from_utf8_lossy(&bytes[..bytes.len().min(40)]).replace(['\n', '\r'], " ");
-            bail!("{url} did not answer with a gzip'd mbox (it starts with {start:?}): is --lore a public-inbox archive?");
-        }
-        let mails: Vec<_> = crate::mail::split_container(&bytes)
-            .with_context(|| format!("{url}: the thread is damaged (truncated?); fetch it again"))?
-            .iter()
-            .enumerate()
-            .filter_map(|(i, raw)| crate::mail::parse_message(raw, i).ok())
-            .collect();
+        let mails =
+            gzip_mails(&std::fs::read(&part)?, &url, "is --lore a public-inbox archive?", "the thread")?;
         if !mails.iter().any(|m| m.message_id.as_deref() == Some(msgid)) {
             bail!("{url}: the thread does not hold <{msgid}> ({} messages came back)", mails.len());
         }
@@ -170,21 +142,16 @@ pub fn newer(base: &str, series: &crate::series::Series) -> Result<Option<(u32, 
     let date = series.cover.as_ref().and_then(|c| c.date).map(|d| d.timestamp).unwrap_or(0);
     let (y, m, d) = crate::series::civil_from_days(date.div_euclid(86400));
     let day = format!("{y:04}{m:02}{d:02}");
+    crate::progress::say(&format!("searching {base} for a revision newer than v{}", series.version));
     let query = format!("(s:\"{subject}\" AND f:\"{}\") AND d:{day}..", author.email);
     let url = format!("{base}?x=m&q={}", escape_query(&query));
     let dir = crate::reftree::cache_root().join("lore");
     std::fs::create_dir_all(&dir)?;
     let part = dir.join("search.mbox.gz.part");
-    let sh = Shell::new()?;
-    let write_out = "%{http_code}";
-    let out = cmd!(sh, "curl -sS -L --max-time 120 -X POST --data x=m -o {part} -w {write_out} -- {url}")
-        .quiet()
-        .ignore_status()
-        .output()?;
-    let code = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let got = curl(&["-X", "POST", "--data", "x=m"], &url, &part)?;
     let bytes = std::fs::read(&part).unwrap_or_default();
     let _ = std::fs::remove_file(&part);
-    match (out.status.code(), code.as_str()) {
+    match (got.exit, got.status.as_str()) {
         (Some(0), "200") => {}
         // public-inbox answers 404 when nothing matches.
         (Some(0), "404") => return Ok(None),
@@ -193,18 +160,10 @@ pub fn newer(base: &str, series: &crate::series::Series) -> Result<Option<(u32, 
         }
         _ => bail!(
             "cannot reach {base} to search for newer revisions ({}); run without --check-newer",
-            String::from_utf8_lossy(&out.stderr).trim().trim_start_matches("curl: ")
+            got.said.trim_start_matches("curl: ")
         ),
     }
-    if !bytes.starts_with(&[0x1f, 0x8b]) {
-        bail!("{base}: the search did not answer with a gzip'd mbox; does the archive have a search index?");
-    }
-    let mails: Vec<_> = crate::mail::split_container(&bytes)
-        .with_context(|| format!("{url}: the search answer is damaged"))?
-        .iter()
-        .enumerate()
-        .filter_map(|(i, raw)| crate::mail::parse_message(raw, i).ok())
-        .collect();
+    let mails = gzip_mails(&bytes, &url, "does the archive have a search index?", "the search answer")?;
     let want = crate::patch::clean_subject(&series.subject());
     Ok(mails
         .iter()
@@ -222,13 +181,59 @@ pub fn newer(base: &str, series: &crate::series::Series) -> Result<Option<(u32, 
 
 /// A search query for a URL (`urllib.parse.quote_plus`, as b4 sends it).
 fn escape_query(q: &str) -> String {
-    q.bytes()
+    quote(q, b"", true)
+}
+
+/// Percent-encoding with `safe` kept besides the unreserved characters; a space as
+/// `+` with `plus` (form encoding).
+fn quote(s: &str, safe: &[u8], plus: bool) -> String {
+    s.bytes()
         .map(|c| match c {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (c as char).to_string(),
-            b' ' => "+".to_string(),
+            c if safe.contains(&c) => (c as char).to_string(),
+            b' ' if plus => "+".to_string(),
             _ => format!("%{c:02X}"),
         })
         .collect()
+}
+
+/// What curl said of one request.
+struct Answer {
+    /// curl's exit code (22: an HTTP error with --fail; 6, 7, 28: no connection).
+    exit: Option<i32>,
+    /// The HTTP status, e.g. "200".
+    status: String,
+    said: String,
+}
+
+/// `curl URL` into `to` with `extra` options, redirects followed.
+fn curl(extra: &[&str], url: &str, to: &Path) -> Result<Answer> {
+    crate::host::require(&[("curl", "curl")])?;
+    let sh = Shell::new()?;
+    let write_out = "%{http_code}";
+    let out = cmd!(sh, "curl -sS -L --max-time 120 {extra...} -o {to} -w {write_out} -- {url}")
+        .quiet()
+        .ignore_status()
+        .output()?;
+    Ok(Answer {
+        exit: out.status.code(),
+        status: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        said: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+    })
+}
+
+/// The messages of a gzip'd mbox answer from `url` (`what` it is, for the errors).
+fn gzip_mails(bytes: &[u8], url: &str, hint: &str, what: &str) -> Result<Vec<crate::mail::Mail>> {
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        let start = String::from_utf8_lossy(&bytes[..bytes.len().min(40)]).replace(['\n', '\r'], " ");
+        bail!("{url} did not answer with a gzip'd mbox (it starts with {start:?}): {hint}");
+    }
+    Ok(crate::mail::split_container(bytes)
+        .with_context(|| format!("{url}: {what} is damaged (truncated?); fetch it again"))?
+        .iter()
+        .enumerate()
+        .filter_map(|(i, raw)| crate::mail::parse_message(raw, i).ok())
+        .collect())
 }
 
 /// The archive for a run: the one the thread came from, else `--lore`, `lore.url`,

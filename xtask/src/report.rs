@@ -257,6 +257,11 @@ impl Report {
         self.plan.variants.iter().skip(1).cloned().collect()
     }
 
+    /// How a `--reps auto` cell ended, if it did.
+    pub fn stop_of(&self, cell: &crate::model::Cell) -> Option<&CellStop> {
+        self.stops.iter().find(|s| s.arch == cell.arch && s.cpus == cell.cpus && s.clock == cell.clock)
+    }
+
     pub fn count(&self, v: Verdict) -> usize {
         self.comparisons.iter().filter(|c| c.verdict == v).count()
     }
@@ -329,6 +334,37 @@ pub fn machines(done: &[Stored], mem_mib: u32, env: &EnvFacts) -> Vec<Machine> {
 }
 
 /// Every variant after the first against the first, per cell and workload of the suite.
+/// `--reps auto`: how each cell ended, and the comparisons, each cell's from the boots
+/// of the rounds up to its stopping look, at the looks' level: what the stopping
+/// rule's error rate is about.
+pub fn stopped_comparisons(
+    d: &crate::sequential::Design,
+    done: &[Stored],
+    variants: &[Variant],
+    suite: &crate::suite::Suite,
+) -> (Vec<CellStop>, Vec<Comparison>) {
+    let stops = crate::sequential::cell_stops(d, variants, suite, done);
+    let cell = |s: &Stored| {
+        let p = &s.record.provenance;
+        (p.arch.clone(), p.vcpus, p.clock)
+    };
+    let described = stops
+        .iter()
+        .map(|(key, stop)| CellStop {
+            arch: key.0.clone(),
+            cpus: key.1,
+            clock: key.2,
+            boots: stop.look.n,
+            boots_run: done.iter().filter(|s| &cell(s) == key).count(),
+            undecided: stop.undecided.clone(),
+            why: stop.why(),
+        })
+        .collect();
+    let used: Vec<Stored> =
+        done.iter().filter(|s| stops.get(&cell(s)).is_none_or(|stop| s.rep < stop.look.n)).cloned().collect();
+    (described, comparisons(&used, variants, suite, &d.verdict_thresholds()))
+}
+
 pub fn comparisons(
     done: &[Stored],
     variants: &[Variant],

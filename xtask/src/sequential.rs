@@ -241,7 +241,6 @@ pub fn stop_at(
     tables: &mut Tables,
     plan: &Design,
     rounds: usize,
-    t: &Thresholds,
     samples: impl Fn(usize) -> Samples,
 ) -> Option<Stop> {
     let last = *plan.looks.last()?;
@@ -249,7 +248,7 @@ pub fn stop_at(
         let s = samples(look.n);
         let undecided: Vec<String> = s
             .iter()
-            .filter(|(_, b, n)| tables.decide(b, n, *look, t) == Decision::Undecided)
+            .filter(|(_, b, n)| tables.decide(b, n, *look, &plan.thresholds) == Decision::Undecided)
             .map(|(w, _, _)| w.to_string())
             .collect();
         if undecided.is_empty() && !s.is_empty() || look.n == last {
@@ -302,7 +301,7 @@ pub fn cell_stops(
             }
             out
         };
-        if let Some(stop) = stop_at(&mut tables, design, rounds, &design.thresholds, samples) {
+        if let Some(stop) = stop_at(&mut tables, design, rounds, samples) {
             out.insert(cell, stop);
         }
     }

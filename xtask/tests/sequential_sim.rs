@@ -111,10 +111,9 @@ fn one_sequence(
         return (tables.decide(&base[..n], &new[..n], look, &t), n);
     }
     let plan = design(&t, MAX_REPS).unwrap();
-    let stop = stop_at(tables, &plan, MAX_REPS, &t, |n| {
-        vec![("w".to_string(), base[..n].to_vec(), new[..n].to_vec())]
-    })
-    .unwrap();
+    let stop =
+        stop_at(tables, &plan, MAX_REPS, |n| vec![("w".to_string(), base[..n].to_vec(), new[..n].to_vec())])
+            .unwrap();
     let d = tables.decide(&base[..stop.look.n], &new[..stop.look.n], stop.look, &t);
     (d, stop.look.n)
 }

@@ -13,7 +13,7 @@ use crate::rundir::{self, RunDir};
 use crate::series::{self, Choice, Series};
 use crate::tree::TreeHandle;
 use crate::{input, progress};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -21,6 +21,8 @@ pub struct EvalOptions {
     pub file: PathBuf,
     /// Where the thread came from, when fetched from an archive.
     pub source: Option<String>,
+    /// `--check-newer`: the archive to search for a newer revision first.
+    pub newer_in: Option<String>,
     pub mbox_format: MboxFormat,
     /// Revisions to evaluate side by side (empty: the highest one alone).
     pub revisions: Vec<u32>,
@@ -104,6 +106,18 @@ pub fn eval(o: &EvalOptions) -> Result<Ran> {
     stage(&mut timing, "read series", t);
     // The reply goes to the newest revision; several revisions share one directory.
     let series = all.last().unwrap().clone();
+    if let Some(base) = &o.newer_in {
+        if let Some((v, id)) = crate::lore::newer(base, &series)? {
+            let what = format!("v{v} of this series is in {base} (<{id}>)");
+            if o.revisions.is_empty() && !o.all_revisions {
+                bail!(
+                    "{what}: evaluate it (cargo xtask eval {}), or pass --rev to test the one given",
+                    crate::render::reply::shell_word(&id)
+                );
+            }
+            progress::say(&format!("warning: {what}; testing the revision asked for"));
+        }
+    }
     let multi = all.len() > 1;
     let dir_name = if multi {
         let stem = series.slug.rsplit_once("-v").map(|(a, _)| a).unwrap_or(&series.slug);

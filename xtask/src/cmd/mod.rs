@@ -153,31 +153,10 @@ pub fn measure(
     report.comparisons = match &plan.stopping {
         None => report::comparisons(&done, &plan.info.variants, &plan.suite, thresholds),
         Some(d) => {
-            // Each cell's statistics from the rounds up to its stopping look, at the
-            // looks' level: what the stopping rule's error rate is about.
-            let stops = crate::sequential::cell_stops(d, &plan.info.variants, &plan.suite, &done);
-            let cell = |s: &crate::record::Stored| {
-                let p = &s.record.provenance;
-                (p.arch.clone(), p.vcpus, p.clock)
-            };
-            report.stops = stops
-                .iter()
-                .map(|((arch, cpus, clock), stop)| report::CellStop {
-                    arch: arch.clone(),
-                    cpus: *cpus,
-                    clock: *clock,
-                    boots: stop.look.n,
-                    boots_run: done.iter().filter(|s| cell(s) == (arch.clone(), *cpus, *clock)).count(),
-                    undecided: stop.undecided.clone(),
-                    why: stop.why(),
-                })
-                .collect();
-            let used: Vec<_> = done
-                .iter()
-                .filter(|s| stops.get(&cell(s)).is_none_or(|stop| s.rep < stop.look.n))
-                .cloned()
-                .collect();
-            report::comparisons(&used, &plan.info.variants, &plan.suite, &d.verdict_thresholds())
+            let (stops, comparisons) =
+                report::stopped_comparisons(d, &done, &plan.info.variants, &plan.suite);
+            report.stops = stops;
+            comparisons
         }
     };
     stage(timing, "compare", t);

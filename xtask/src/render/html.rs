@@ -250,8 +250,7 @@ pub fn render(r: &Report, templates: &Templates, thresholds: &Thresholds) -> Res
         .into_iter()
         .map(|(cell, rows)| {
             let boots = rows.iter().map(|c| c.base.n.max(c.new.n)).max().unwrap_or(0);
-            let stop =
-                r.stops.iter().find(|s| s.arch == cell.arch && s.cpus == cell.cpus && s.clock == cell.clock);
+            let stop = r.stop_of(&cell);
             let title = match stop {
                 Some(s) => {
                     format!("{}; --reps auto: {} ({} boots ran)", cell.title(boots), s.why, s.boots_run)

@@ -219,8 +219,7 @@ pub fn tables(r: &Report) -> String {
         }
         let n = cs.iter().map(|c| c.base.n.max(c.new.n)).max().unwrap_or(0);
         let _ = writeln!(o, "{}", cell.title(n));
-        let stop =
-            r.stops.iter().find(|s| s.arch == cell.arch && s.cpus == cell.cpus && s.clock == cell.clock);
+        let stop = r.stop_of(cell);
         if let Some(s) = stop {
             let line = format!("--reps auto: {} ({} boots ran)", s.why, s.boots_run);
             let _ = writeln!(o, "{}", wrap(&line, 72, "  "));
