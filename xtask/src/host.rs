@@ -206,6 +206,22 @@ pub fn spawn_group(mut command: std::process::Command) -> Result<Group> {
     Ok(g)
 }
 
+/// The processes of group `pgid` that still run (a zombie no longer does).
+fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
+                // After the command's name: state, ppid, pgrp.
+                let f: Vec<&str> =
+                    s.rsplit_once(") ").map(|(_, r)| r.split(' ').collect()).unwrap_or_default();
+                f.len() > 2 && f[0] != "Z" && f[2] == pgid.to_string()
+            })
+        })
+        .collect()
+}
+
 impl Group {
     /// Kills every process of the group.
     pub fn kill(&mut self) {
@@ -214,6 +230,15 @@ impl Group {
             let _ = cmd!(sh, "kill -KILL -- {pgid}").quiet().ignore_status().ignore_stderr().run();
         }
         let _ = self.child.wait();
+        // SIGKILL is delivered, not done: the group's other members may still be on
+        // their way out. Callers go on to reuse or remove their directories.
+        let pgid = self.child.id();
+        for _ in 0..500 {
+            if group_members(pgid).is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     /// Output and status of a command whose stdout and stderr are piped.
@@ -271,21 +296,7 @@ mod tests {
         bystander.wait().unwrap();
     }
 
-    fn members(pgid: u32) -> Vec<u32> {
-        std::fs::read_dir("/proc")
-            .unwrap()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|p| {
-                std::fs::read_to_string(format!("/proc/{p}/stat")).is_ok_and(|s| {
-                    let f: Vec<&str> =
-                        s.rsplit_once(") ").map(|(_, r)| r.split(' ').collect()).unwrap_or_default();
-                    // state, ppid, pgrp: a zombie no longer runs.
-                    f.len() > 2 && f[0] != "Z" && f[2] == pgid.to_string()
-                })
-            })
-            .collect()
-    }
+    use super::group_members as members;
 
     fn sleepers() -> super::Group {
         let mut c = std::process::Command::new("sh");
