@@ -41,6 +41,10 @@ pub struct Arch {
     pub icount_cmdline: String,
     /// Whether KVM can run this guest on a host of the same architecture.
     pub kvm_capable: bool,
+    /// LAVA's name for it: the `arch` of the qemu device type's template.
+    pub lava_arch: String,
+    /// The `kernel: type:` of a LAVA deploy to a board (image, zimage, bzimage).
+    pub lava_kernel_type: String,
 }
 
 /// The table, in the file's order.

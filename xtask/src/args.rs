@@ -173,6 +173,61 @@ pub struct SpecArgs {
     /// Seconds a real machine may take to come back after a kexec.
     #[arg(long, default_value_t = 600)]
     pub boot_timeout: u64,
+    #[command(flatten)]
+    pub lab: LabArgs,
+}
+
+/// `--lava URL`: boots as the jobs of a LAVA lab.
+#[derive(Args, Clone)]
+pub struct LabArgs {
+    /// Boot on a LAVA lab (its URL, e.g. http://lab:8000): one job per boot.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["metal", "host"])]
+    pub lava: Option<String>,
+    /// A file holding the lab's API token (default: the one `cargo xtask lab up` made,
+    /// for that lab).
+    #[arg(long, value_name = "FILE", requires = "lava")]
+    pub lava_token_file: Option<PathBuf>,
+    /// The lab's device type to boot on.
+    #[arg(long, default_value = "qemu", value_name = "TYPE")]
+    pub lava_device_type: String,
+    /// Jobs queued at once (default: the lab's devices of that type).
+    #[arg(long, value_name = "N", requires = "lava")]
+    pub lava_jobs: Option<usize>,
+    /// Serve the kernels to the lab from this machine over HTTP (HOST:PORT as the
+    /// lab's workers reach it) instead of file:// paths on a shared disk.
+    #[arg(long, value_name = "HOST:PORT", requires = "lava")]
+    pub lava_serve: Option<String>,
+    /// Copy the kernels into a directory the lab serves (DIR=URL); removed after the run.
+    #[arg(long, value_name = "DIR=URL", requires = "lava")]
+    pub lava_upload: Option<String>,
+}
+
+impl LabArgs {
+    /// The lab, checked (reachable, the token a user's, devices of the type).
+    pub fn spec(&self) -> Result<Option<xtask::lava::LabSpec>> {
+        let Some(url) = &self.lava else { return Ok(None) };
+        let url = xtask::lava::base_url(url)?;
+        let token_file = match &self.lava_token_file {
+            Some(f) => f.clone(),
+            None => xtask::cmd::lab::token_file_for(&url).ok_or_else(|| {
+                anyhow::anyhow!("--lava {url}: give the lab's API token with --lava-token-file FILE (`cargo xtask lab up` makes one for its own lab)")
+            })?,
+        };
+        let serve = xtask::lava::Serve::parse(self.lava_serve.as_deref(), self.lava_upload.as_deref())?;
+        let lab = xtask::lava::Lab::new(&url, &xtask::lava::read_token(&token_file)?)?;
+        let jobs = match self.lava_jobs {
+            Some(0) => anyhow::bail!("--lava-jobs 0: at least 1"),
+            Some(n) => n,
+            None => lab.check(&self.lava_device_type)?.1.len(),
+        };
+        Ok(Some(xtask::lava::LabSpec {
+            url,
+            device_type: self.lava_device_type.clone(),
+            token_file,
+            jobs,
+            serve,
+        }))
+    }
 }
 
 impl SpecArgs {
@@ -209,6 +264,7 @@ impl SpecArgs {
             },
             cpus_given: self.cpus.is_some(),
             boot_timeout: std::time::Duration::from_secs(self.boot_timeout.max(10)),
+            lab: self.lab.spec()?,
         })
     }
 }

@@ -52,8 +52,17 @@ pub fn require_files(files: &[(&str, &str)]) -> Result<()> {
 
 /// `apt-get install` as root; otherwise the exact command for the user.
 pub fn install(packages: &[&str]) -> Result<()> {
+    install_with(packages, &[])
+}
+
+/// [`install`] with apt-get options (e.g. `--no-install-recommends`).
+pub fn install_with(packages: &[&str], opts: &[&str]) -> Result<()> {
     if !is_root() || !have("apt-get") {
-        bail!("missing packages: run `sudo apt-get install {}`", packages.join(" "));
+        bail!(
+            "missing packages: run `sudo apt-get install {}{}`",
+            opts.iter().map(|o| format!("{o} ")).collect::<String>(),
+            packages.join(" ")
+        );
     }
     // One install at a time from this process; apt's own lock for other processes.
     static APT: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -62,12 +71,14 @@ pub fn install(packages: &[&str]) -> Result<()> {
     let sh = Shell::new()?;
     let _env = sh.push_env("DEBIAN_FRONTEND", "noninteractive");
     let lock = "-o=DPkg::Lock::Timeout=300";
-    if cmd!(sh, "apt-get install -y -q {lock} {packages...}").quiet().ignore_stdout().run().is_ok() {
+    if cmd!(sh, "apt-get install -y -q {lock} {opts...} {packages...}").quiet().ignore_stdout().run().is_ok()
+    {
         return Ok(());
     }
     // The package lists may be missing or stale on a fresh machine.
     cmd!(sh, "apt-get update -q {lock}").quiet().ignore_stdout().run()?;
-    if cmd!(sh, "apt-get install -y -q {lock} {packages...}").quiet().ignore_stdout().run().is_ok() {
+    if cmd!(sh, "apt-get install -y -q {lock} {opts...} {packages...}").quiet().ignore_stdout().run().is_ok()
+    {
         return Ok(());
     }
     // A qemu-utils from backports (as some images ship) breaks the release's
@@ -76,7 +87,7 @@ pub fn install(packages: &[&str]) -> Result<()> {
     if packages.iter().any(|p| p.starts_with("qemu-system")) {
         if let Some(codename) = os_codename() {
             with_utils.push(format!("qemu-utils/{codename}"));
-            cmd!(sh, "apt-get install -y -q {lock} --allow-downgrades {with_utils...}")
+            cmd!(sh, "apt-get install -y -q {lock} {opts...} --allow-downgrades {with_utils...}")
                 .quiet()
                 .ignore_stdout()
                 .run()?;
@@ -207,7 +218,7 @@ pub fn spawn_group(mut command: std::process::Command) -> Result<Group> {
 }
 
 /// The processes of group `pgid` that still run (a zombie no longer does).
-fn group_members(pgid: u32) -> Vec<u32> {
+pub fn group_members(pgid: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())

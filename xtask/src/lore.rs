@@ -4,9 +4,9 @@
 //! redirects followed) into the cache, so a run is reproducible offline. The parsing of
 //! the argument is pure; [`fetch`] is the one IO step (curl).
 
+use crate::http::curl;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
-use xshell::{cmd, Shell};
 
 /// lore's archive of every list; public-inbox redirects `all/` to the list that has it.
 pub const DEFAULT_BASE: &str = "https://lore.kernel.org/all/";
@@ -99,7 +99,7 @@ pub fn fetch(base: &str, msgid: &str, dir: &Path) -> Result<(PathBuf, String)> {
         .unwrap_or_else(|_| "thread".into());
     let dest = dir.join(format!("{name}.mbox.gz"));
     let part = dir.join(format!("{name}.mbox.gz.part"));
-    let got = curl(&["--fail", "--max-filesize", "268435456"], &url, &part)?;
+    let got = curl(&["--fail", "--max-filesize", "268435456"], &url, &part, None)?;
     let checked = (|| -> Result<()> {
         let (code, said) = (&got.status, got.said.trim_start_matches("curl: "));
         match got.exit {
@@ -148,7 +148,7 @@ pub fn newer(base: &str, series: &crate::series::Series) -> Result<Option<(u32, 
     let dir = crate::reftree::cache_root().join("lore");
     std::fs::create_dir_all(&dir)?;
     let part = dir.join("search.mbox.gz.part");
-    let got = curl(&["-X", "POST", "--data", "x=m"], &url, &part)?;
+    let got = curl(&["-X", "POST", "--data", "x=m"], &url, &part, None)?;
     let bytes = std::fs::read(&part).unwrap_or_default();
     let _ = std::fs::remove_file(&part);
     match (got.exit, got.status.as_str()) {
@@ -195,31 +195,6 @@ fn quote(s: &str, safe: &[u8], plus: bool) -> String {
             _ => format!("%{c:02X}"),
         })
         .collect()
-}
-
-/// What curl said of one request.
-struct Answer {
-    /// curl's exit code (22: an HTTP error with --fail; 6, 7, 28: no connection).
-    exit: Option<i32>,
-    /// The HTTP status, e.g. "200".
-    status: String,
-    said: String,
-}
-
-/// `curl URL` into `to` with `extra` options, redirects followed.
-fn curl(extra: &[&str], url: &str, to: &Path) -> Result<Answer> {
-    crate::host::require(&[("curl", "curl")])?;
-    let sh = Shell::new()?;
-    let write_out = "%{http_code}";
-    let out = cmd!(sh, "curl -sS -L --max-time 120 {extra...} -o {to} -w {write_out} -- {url}")
-        .quiet()
-        .ignore_status()
-        .output()?;
-    Ok(Answer {
-        exit: out.status.code(),
-        status: String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        said: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-    })
 }
 
 /// The messages of a gzip'd mbox answer from `url` (`what` it is, for the errors).

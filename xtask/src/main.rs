@@ -4,7 +4,9 @@
 mod args;
 
 use anyhow::Result;
-use args::{default_boot_jobs, parse_clocks, parse_cpus, BuildArgs, FormatArg, Pick, SpecArgs, TreeArgs};
+use args::{
+    default_boot_jobs, parse_clocks, parse_cpus, BuildArgs, FormatArg, LabArgs, Pick, SpecArgs, TreeArgs,
+};
 use clap::{Parser, Subcommand};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -162,12 +164,31 @@ enum Command {
         /// Where logs and records go (default: target/run/<suite>).
         #[arg(long)]
         out: Option<PathBuf>,
+        #[command(flatten)]
+        lab: LabArgs,
+    },
+    /// A local LAVA lab to try `--lava` with: `up` installs what is missing (as root),
+    /// starts PostgreSQL, lava-server and a worker with two qemu devices on 127.0.0.1,
+    /// and prints the URL and the token file; `down` stops exactly what `up` started.
+    Lab {
+        #[command(subcommand)]
+        action: LabAction,
     },
     /// Fetch and import a reference tree from linux-ref/refs.yaml into the cache.
     Ref {
         /// A name from linux-ref/refs.yaml (default: the manifest's default).
         name: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum LabAction {
+    /// Start the lab (install what is missing when root) and print its URL and token file.
+    Up,
+    /// Stop exactly the processes `up` started.
+    Down,
+    /// What runs, with pids.
+    Status,
 }
 
 fn main() -> ExitCode {
@@ -306,6 +327,7 @@ fn run(cli: Cli) -> Result<()> {
             metal,
             host,
             out,
+            lab,
         } => {
             progress_sink("run");
             let suite = xtask::suite::load(&suite)?;
@@ -343,10 +365,22 @@ fn run(cli: Cli) -> Result<()> {
                 target,
                 cpus_given: false,
                 boot_timeout: std::time::Duration::from_secs(600),
+                lab: lab.spec()?,
             };
             match cmd::run::run(&cmd::run::RunOptions { tree, commit, spec, out: out.clone(), dry_run })? {
                 RunResult::Plan(p) => print!("{p}"),
                 RunResult::Done(records) => print!("{}", cmd::run::summary(&records, &out)),
+            }
+        }
+        Command::Lab { action } => {
+            progress_sink("lab");
+            match action {
+                LabAction::Up => {
+                    let s = cmd::lab::up()?;
+                    println!("{} {}", s.url, s.token_file.display());
+                }
+                LabAction::Down => cmd::lab::down()?,
+                LabAction::Status => print!("{}", cmd::lab::status()?),
             }
         }
         Command::Ref { name } => {

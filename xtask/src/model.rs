@@ -83,13 +83,15 @@ impl fmt::Display for Clock {
     }
 }
 
-/// Where the boots run: QEMU here, this machine's own hardware, or a machine over ssh.
-/// Written `qemu`, `metal`, `ssh:<dest>`.
+/// Where the boots run: QEMU here, this machine's own hardware, a machine over ssh, or
+/// a LAVA lab. Written `qemu`, `metal`, `ssh:<dest>`, `lava:<device type>@<url>`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Target {
     Qemu,
     Local,
     Ssh(String),
+    /// A LAVA lab's devices of one type: (lab URL, device type).
+    Lava(String, String),
 }
 
 impl Target {
@@ -98,6 +100,7 @@ impl Target {
             Target::Qemu => "qemu".into(),
             Target::Local => "metal".into(),
             Target::Ssh(d) => format!("ssh:{d}"),
+            Target::Lava(url, device_type) => format!("lava:{device_type}@{url}"),
         }
     }
 
@@ -105,13 +108,17 @@ impl Target {
         match s {
             "qemu" => Some(Target::Qemu),
             "metal" => Some(Target::Local),
+            _ if s.starts_with("lava:") => {
+                let (device_type, url) = s["lava:".len()..].split_once('@')?;
+                Some(Target::Lava(url.to_string(), device_type.to_string()))
+            }
             _ => s.strip_prefix("ssh:").map(|d| Target::Ssh(d.to_string())),
         }
     }
 
     /// A real machine rather than QEMU.
     pub fn is_machine(&self) -> bool {
-        !matches!(self, Target::Qemu)
+        matches!(self, Target::Local | Target::Ssh(_))
     }
 }
 

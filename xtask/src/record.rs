@@ -30,6 +30,9 @@ pub struct BootRecord {
     /// On a real machine: the kernel's boot id, so that one boot never gives two samples.
     #[serde(default)]
     pub boot_id: Option<String>,
+    /// On a LAVA lab: the job that ran it and the device it ran on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lava: Option<crate::lava::LabJob>,
 }
 
 /// One finished boot of a plan, as a line of records.jsonl.

@@ -22,11 +22,15 @@ const REPORT: &str = "report.json";
 const HOST: &str = "host.json";
 const LOCK: &str = "lock";
 const BOOTS: &str = "boots";
+/// On a LAVA lab: each submitted job's id, appended before it is waited for.
+const LAVA_JOBS: &str = "lava-jobs.jsonl";
+/// On a LAVA lab: the kernels and initramfs the jobs fetch (file:// or served).
+const LAVA_FILES: &str = "lava-files";
 pub const REPLY: &str = "reply.eml";
 pub const REGRESSION: &str = "report.eml";
 pub const PAGE: &str = "report.html";
 /// What belongs to one plan (host.json belongs to the machine, and stays).
-const OF_A_PLAN: [&str; 7] = [PLAN, RECORDS, REPORT, REPLY, REGRESSION, PAGE, BOOTS];
+const OF_A_PLAN: [&str; 9] = [PLAN, RECORDS, REPORT, REPLY, REGRESSION, PAGE, BOOTS, LAVA_JOBS, LAVA_FILES];
 
 /// What opening the directory for a plan found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,6 +237,14 @@ impl RunDir {
         Ok(())
     }
 
+    pub fn lava_jobs_path(&self) -> PathBuf {
+        self.file(LAVA_JOBS)
+    }
+
+    pub fn lava_files(&self) -> PathBuf {
+        self.file(LAVA_FILES)
+    }
+
     pub fn records_path(&self) -> PathBuf {
         self.file(RECORDS)
     }
@@ -245,7 +257,7 @@ impl RunDir {
     /// Where the serial log of a boot goes.
     pub fn boot_log(&self, key: &BootKey, target: &Target) -> PathBuf {
         let name = match target {
-            Target::Qemu => {
+            Target::Qemu | Target::Lava(..) => {
                 format!("{}-{}cpu-{}-{}-{}.log", key.arch, key.cpus, key.clock, key.variant, key.rep + 1)
             }
             Target::Local | Target::Ssh(_) => {

@@ -97,6 +97,7 @@ fn the_quick_suite_boots_on_every_arch_under_qemu() {
                 accel: qemu::Virt::Tcg,
                 clock,
                 deadline: std::time::Duration::from_secs(s.deadline_s),
+                round: 0,
             };
             let r =
                 xtask::backend::qemu::qemu_boot(&b, &out.path().join(format!("{}-{clock:?}.log", a.name)))
@@ -133,6 +134,7 @@ fn a_console_that_writes_too_much_is_stopped_at_the_cap() {
         clock: qemu::Clock::Wall,
         append: vec![],
         sandbox: false,
+        round: 0,
     };
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("serial.log");

@@ -70,7 +70,15 @@ fn replayed(text: &str, step: &BootStep, log: &Path) -> anyhow::Result<BootRecor
         kernel: "7.2.13".into(),
         host: None,
     };
-    Ok(BootRecord { provenance, boot, seconds: 1.0, log: log.into(), qemu_exit: Some(0), boot_id: None })
+    Ok(BootRecord {
+        provenance,
+        boot,
+        seconds: 1.0,
+        log: log.into(),
+        qemu_exit: Some(0),
+        boot_id: None,
+        lava: None,
+    })
 }
 
 impl Backend for Replay {
@@ -126,6 +134,7 @@ fn spec(reps: usize) -> Spec {
         target: None,
         cpus_given: false,
         boot_timeout: std::time::Duration::from_secs(60),
+        lab: None,
     }
 }
 

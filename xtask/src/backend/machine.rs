@@ -34,6 +34,7 @@ pub fn record(boot: Boot, seconds: f64, log: &Path, host: Option<String>, arch: 
         log: log.to_path_buf(),
         qemu_exit: None,
         boot_id: None,
+        lava: None,
     }
 }
 

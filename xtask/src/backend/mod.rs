@@ -1,8 +1,9 @@
 //! How a boot of the plan is run: one small interface, one module per way. QEMU on
 //! this machine ([`qemu::QemuHere`]), a real machine over ssh with kexec or this host
-//! itself ([`machine::Machine`]), and in tests a fake that replays recorded serial logs.
+//! itself ([`machine::Machine`]), a LAVA lab's devices ([`lava::OnLab`]), and in tests a fake that replays recorded serial logs.
 //! A new backend is one module here and one arm in [`for_plan`].
 
+pub mod lava;
 pub mod machine;
 pub mod qemu;
 
@@ -61,6 +62,7 @@ pub fn for_plan<'a>(
 ) -> Result<Box<dyn Backend + 'a>> {
     Ok(match (&plan.target, machine) {
         (Target::Qemu, _) => Box::new(qemu::QemuHere::new(plan, dir)),
+        (Target::Lava(..), _) => Box::new(lava::OnLab::new(plan, dir)?),
         (Target::Local | Target::Ssh(_), Some(m)) if plan.as_found => {
             Box::new(machine::AsFound::new(plan, m)?)
         }

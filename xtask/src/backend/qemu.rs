@@ -37,6 +37,7 @@ pub fn kvm_usable(arch: &Arch, kernel: &Path, initrd: &Path, log: &Path) -> bool
             clock: Clock::Wall,
             append: vec![],
             sandbox: false,
+            round: 0,
         };
         match qemu::run(&spec, log, Duration::from_secs(15)) {
             Ok(r) => {
@@ -65,6 +66,8 @@ pub struct QemuBoot<'a> {
     pub accel: Virt,
     pub clock: Clock,
     pub deadline: Duration,
+    /// The boot's round (under the instruction clock, its seed).
+    pub round: usize,
 }
 
 /// One boot of the harness under QEMU; its serial log goes to `log`.
@@ -79,6 +82,7 @@ pub fn qemu_boot(b: &QemuBoot, log: &Path) -> Result<BootRecord> {
         clock: b.clock,
         append: vec![],
         sandbox: false,
+        round: b.round,
     };
     let r = qemu::run(&spec, log, b.deadline)?;
     let text = String::from_utf8_lossy(&std::fs::read(log).unwrap_or_default()).into_owned();
@@ -118,6 +122,7 @@ pub fn qemu_boot(b: &QemuBoot, log: &Path) -> Result<BootRecord> {
         log: log.to_path_buf(),
         qemu_exit: r.exit_code,
         boot_id: None,
+        lava: None,
     })
 }
 
@@ -186,6 +191,7 @@ fn boot_step(
         accel: if step.accel == AccelChoice::Tcg { Virt::Tcg } else { *virt },
         clock: step.key.clock,
         deadline: Duration::from_secs(plan.suite.deadline_s),
+        round: step.key.rep,
     };
     qemu_boot(&b, log)
 }

@@ -8,6 +8,7 @@ pub mod compare;
 pub mod eval;
 pub mod ingest;
 pub mod kernels;
+pub mod lab;
 pub mod run;
 
 use crate::backend;

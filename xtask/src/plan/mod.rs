@@ -72,6 +72,8 @@ pub struct Spec {
     pub cpus_given: bool,
     /// How long a real machine may take to come back after a kexec.
     pub boot_timeout: Duration,
+    /// `--lava URL`: the boots are a LAVA lab's jobs.
+    pub lab: Option<crate::lava::LabSpec>,
 }
 
 /// A real machine an evaluation runs on, and the kernel it came with.
@@ -197,6 +199,8 @@ pub struct Plan {
     /// The kernel a machine runs now, measured as it is (`run --metal/--host`): nothing
     /// is built or booted.
     pub as_found: bool,
+    /// The lab the boots are jobs of.
+    pub lab: Option<crate::lava::LabSpec>,
 }
 
 /// `run --metal` / `run --host`: the harness `reps` times on the kernel the machine runs.
@@ -262,9 +266,10 @@ pub fn narrow(spec: &Spec, machine: Option<&MachineRun>, table: &crate::arch::Ta
 
 /// The plan for `kernels` under `spec` (already [`narrow`]ed to a machine, if any).
 pub fn plan(spec: &Spec, kernels: Vec<Kernel>, ids: Ids) -> Plan {
-    let target = match &spec.target {
-        None => Target::Qemu,
-        Some(t) => t.into(),
+    let target = match (&spec.target, &spec.lab) {
+        (Some(t), _) => t.into(),
+        (None, Some(l)) => Target::Lava(l.url.clone(), l.device_type.clone()),
+        (None, None) => Target::Qemu,
     };
     let order = Order::for_kernels(kernels.len());
     let variants: Vec<Variant> = kernels.iter().map(|k| k.variant.clone()).collect();
@@ -297,7 +302,12 @@ pub fn plan(spec: &Spec, kernels: Vec<Kernel>, ids: Ids) -> Plan {
                             variant: variants[k].clone(),
                             rep,
                         };
-                        let side_by_side = target == Target::Qemu && clock == Clock::Instructions;
+                        // On a lab every boot is a job of its own: the lab puts it on a device.
+                        let side_by_side = match target {
+                            Target::Qemu => clock == Clock::Instructions,
+                            Target::Lava(..) => true,
+                            Target::Local | Target::Ssh(_) => false,
+                        };
                         boots.push(BootStep { key, kernel: k, accel, side_by_side });
                     }
                 }
@@ -337,7 +347,7 @@ pub fn plan(spec: &Spec, kernels: Vec<Kernel>, ids: Ids) -> Plan {
         target: target.clone(),
         host_config: spec.build.host_config.as_ref().map(|h| h.config.clone() + &h.modules),
         stopping: info.stopping.clone(),
-        icount: std::iter::once(crate::qemu::ICOUNT.to_string())
+        icount: std::iter::once(crate::qemu::icount_args(0).join(" ") + " (seed: the round)")
             .chain(spec.arches.iter().map(|a| format!("{}: {}", a.name, a.icount_cmdline)))
             .collect::<Vec<_>>()
             .join("; "),
@@ -355,9 +365,10 @@ pub fn plan(spec: &Spec, kernels: Vec<Kernel>, ids: Ids) -> Plan {
         boot_timeout: spec.boot_timeout,
         builds,
         boots,
-        boot_jobs: spec.boot_jobs.max(1),
+        boot_jobs: spec.lab.as_ref().map_or(spec.boot_jobs, |l| l.jobs).max(1),
         stopping: ids.stopping,
         as_found: false,
+        lab: spec.lab.clone(),
     }
 }
 
@@ -421,6 +432,7 @@ impl Plan {
                 (Target::Qemu, AccelChoice::Auto) => "kvm if it works, else tcg",
                 (Target::Local, _) => "this machine",
                 (Target::Ssh(_), _) => "kexec over ssh",
+                (Target::Lava(..), _) => "a LAVA job",
             };
             let state = if finished.contains(&b.key) { "done" } else { "to run" };
             let with = if b.side_by_side { ", side by side" } else { "" };

@@ -23,6 +23,7 @@ fn spec(arches: &[&str], cpus: &[u32], clocks: &[Clock], reps: usize) -> Spec {
         target: None,
         cpus_given: false,
         boot_timeout: Duration::from_secs(600),
+        lab: None,
     }
 }
 
@@ -65,8 +66,15 @@ fn stored(b: &BootStep) -> Stored {
         host: None,
     };
     let boot = crate::serial::parse("", false);
-    let record =
-        BootRecord { provenance: p, boot, seconds: 0.0, log: "x".into(), qemu_exit: None, boot_id: None };
+    let record = BootRecord {
+        provenance: p,
+        boot,
+        seconds: 0.0,
+        log: "x".into(),
+        qemu_exit: None,
+        boot_id: None,
+        lava: None,
+    };
     Stored { variant: b.key.variant.clone(), rep: b.key.rep, record }
 }
 

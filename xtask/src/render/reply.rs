@@ -128,6 +128,16 @@ fn reproduce(r: &Report) -> String {
             format!("--arch {} --cpus {}", r.plan.arches.join(","), join_u32(&r.plan.cpus).replace('/', ",")),
             format!(" --clock {}", clock_flag(&r.plan.clocks)),
         ),
+        Target::Lava(url, device_type) => (
+            format!(
+                "--lava {} --lava-device-type {} --arch {} --cpus {}",
+                shell_word(&clean_header(url)),
+                shell_word(&clean_header(device_type)),
+                r.plan.arches.join(","),
+                join_u32(&r.plan.cpus).replace('/', ",")
+            ),
+            format!(" --clock {}", clock_flag(&r.plan.clocks)),
+        ),
     };
     wrap(
         &format!(
