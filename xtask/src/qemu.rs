@@ -344,9 +344,9 @@ mod tests {
         expect![[r#"
             qemu-system-x86_64 -M q35 -accel tcg -cpu max -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial stdio -kernel /k/image -initrd /k/initrd.cpio -append console=ttyS0 panic=-1 oops=panic mmeval.suite=quick
             qemu-system-x86_64 -M q35 -accel kvm -cpu host -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial stdio -kernel /k/image -initrd /k/initrd.cpio -append console=ttyS0 panic=-1 oops=panic mmeval.suite=quick
-            qemu-system-x86_64 -M q35 -accel tcg -cpu max -icount shift=0,sleep=off -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial stdio -kernel /k/image -initrd /k/initrd.cpio -append console=ttyS0 panic=-1 oops=panic noapictimer mmeval.suite=quick
+            qemu-system-x86_64 -M q35 -accel tcg -cpu max -icount shift=0,sleep=off -seed 3 -rtc base=2026-01-01T00:00:00,clock=vm -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial stdio -kernel /k/image -initrd /k/initrd.cpio -append console=ttyS0 panic=-1 oops=panic noapictimer mmeval.suite=quick
             qemu-system-aarch64 -M virt -accel tcg -cpu max -sandbox on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial stdio -kernel /k/image -initrd /k/initrd.cpio -append console=ttyAMA0 panic=-1 oops=panic mmeval.suite=quick
-            qemu-system-ppc64 -M pseries,x-vof=on -accel tcg -cpu power9 -icount shift=0,sleep=off -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial stdio -kernel /k/image -initrd /k/initrd.cpio -append console=hvc0 panic=-1 oops=panic mmeval.suite=quick
+            qemu-system-ppc64 -M pseries,x-vof=on -accel tcg -cpu power9 -icount shift=0,sleep=off -seed 3 -rtc base=2026-01-01T00:00:00,clock=vm -smp 2 -m 1024M -nodefaults -display none -no-reboot -serial stdio -kernel /k/image -initrd /k/initrd.cpio -append console=hvc0 panic=-1 oops=panic mmeval.suite=quick
         "#]]
         .assert_eq(&out);
     }

@@ -10,7 +10,6 @@ use crate::model::{Accel, ArchName, BootKey};
 use crate::plan::{BootStep, Kernel, Plan};
 use crate::record::{BootRecord, Provenance};
 use crate::rundir::RunDir;
-use crate::serial;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -229,8 +228,7 @@ impl Shared<'_> {
     }
 }
 
-/// The record of a finished job. A job LAVA did not finish Complete is a failed boot,
-/// with LAVA's error in front of the console's excerpt.
+/// The record of a finished job.
 fn record(
     plan: &Plan,
     step: &BootStep,
@@ -240,14 +238,7 @@ fn record(
     seconds: f64,
     log: &Path,
 ) -> BootRecord {
-    let mut boot = serial::parse(&got.console, false);
-    if job.health != "Complete" {
-        if boot.status == serial::BootStatus::Ok {
-            boot.status = serial::BootStatus::Incomplete;
-        }
-        let why = got.errors.last().cloned().unwrap_or_else(|| "no error given".into());
-        boot.excerpt.insert(0, format!("LAVA job {} {}: {why}", job.id, job.health));
-    }
+    let boot = lava::judge(job.id, &job.health, got);
     let kind = plan.lab.as_ref().map_or(DeviceKind::Qemu, |l| DeviceKind::of(&l.device_type));
     let arch = arch_of(plan, &step.key.arch).ok();
     let (accel, cpu_model) = match kind {

@@ -166,7 +166,8 @@ pub fn definition(j: &JobSpec) -> Value {
                 "to": "tftp",
                 "timeout": {"minutes": 5},
                 "kernel": {"url": j.kernel_url, "type": j.arch.lava_kernel_type},
-                "ramdisk": {"url": j.initrd_url, "compression": "gz"},
+                // Our initramfs is a plain cpio; u-boot's bootm wants its header.
+                "ramdisk": {"url": j.initrd_url, "add_header": "u-boot"},
             });
             let boot = json!({
                 "method": "u-boot",
@@ -259,7 +260,8 @@ impl JobLog {
         let lines: Vec<LogLine> = match serde_yaml::from_str(text) {
             Ok(l) => l,
             Err(_) => {
-                let whole = text.rfind("\n- ").map_or("", |i| &text[..i]);
+                let whole = text.rfind("\n- ").map(|i| &text[..i]).filter(|w| w.starts_with("- "));
+                let whole = whole.context("the lab's job log is not LAVA's YAML log")?;
                 serde_yaml::from_str(whole).context("the lab's job log is not LAVA's YAML log")?
             }
         };
@@ -297,6 +299,21 @@ impl JobLog {
     pub fn used_kvm(&self) -> bool {
         self.command.as_deref().is_some_and(|c| c.split_whitespace().any(|w| w == "-enable-kvm"))
     }
+}
+
+/// A finished job's boot as our parser judges its console; a job LAVA did not finish
+/// Complete is a failed boot, with LAVA's error in front of the console's excerpt.
+pub fn judge(id: u64, health: &str, log: &JobLog) -> crate::serial::Boot {
+    use crate::serial::BootStatus;
+    let mut boot = crate::serial::parse(&log.console, false);
+    if health != "Complete" {
+        if boot.status == BootStatus::Ok {
+            boot.status = BootStatus::Incomplete;
+        }
+        let why = log.errors.last().map(|e| e.trim().to_string()).unwrap_or_else(|| "no error given".into());
+        boot.excerpt.insert(0, format!("LAVA job {id} {health}: {why}"));
+    }
+    boot
 }
 
 /// A lab's REST API, with the token of a user who may submit.
