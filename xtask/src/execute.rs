@@ -125,6 +125,8 @@ pub struct Boots {
 /// One stretch of boots: side by side (`jobs` at a time) or alone.
 #[derive(Debug, Clone)]
 pub struct PhaseTime {
+    /// Jobs of a LAVA lab (queued `jobs` at a time) rather than boots here.
+    pub lab: bool,
     pub side_by_side: bool,
     pub jobs: usize,
     pub boots: usize,
@@ -138,7 +140,11 @@ impl PhaseTime {
     pub fn stage(&self) -> crate::report::StageTime {
         let idle = (self.jobs as f64 * self.seconds - self.busy).max(0.0);
         crate::report::StageTime {
-            stage: if self.side_by_side { "boots side by side".into() } else { "boots alone".into() },
+            stage: match (self.lab, self.side_by_side) {
+                (true, _) => "lab jobs".into(),
+                (false, true) => "boots side by side".into(),
+                (false, false) => "boots alone".into(),
+            },
             seconds: self.seconds,
             detail: Some(format!(
                 "{} boots, {} at a time, {:.1} s of boots, {:.1} s idle",
@@ -179,7 +185,7 @@ pub fn boots(
             if let Some(shared) = backend.side_by_side(&refs)? {
                 jobs = plan.boot_jobs.min(phase.len());
                 let r = run_side_by_side(plan, dir, shared.as_ref(), &with_images, jobs, &wanted, &mut done);
-                phases.push(phase_time(phase, jobs, started, &done[before..]));
+                phases.push(phase_time(plan, phase, jobs, started, &done[before..]));
                 r?;
                 continue;
             }
@@ -205,7 +211,7 @@ pub fn boots(
             keep(plan, dir, step, record, &mut done)?;
             wanted.update(&done);
         }
-        phases.push(phase_time(phase, jobs, started, &done[before..]));
+        phases.push(phase_time(plan, phase, jobs, started, &done[before..]));
         if pending.is_some() {
             break;
         }
@@ -216,8 +222,9 @@ pub fn boots(
     Ok(Boots { done, pending, phases })
 }
 
-fn phase_time(phase: &[BootStep], jobs: usize, started: Instant, done: &[Stored]) -> PhaseTime {
+fn phase_time(plan: &Plan, phase: &[BootStep], jobs: usize, started: Instant, done: &[Stored]) -> PhaseTime {
     PhaseTime {
+        lab: plan.lab.is_some(),
         side_by_side: phase[0].side_by_side,
         jobs,
         boots: done.len(),

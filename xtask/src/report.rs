@@ -38,6 +38,9 @@ pub struct Report {
     /// `--reps auto`: per cell, how many boots it took and why it stopped.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub stops: Vec<CellStop>,
+    /// `--lava`: the lab and its devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lab: Option<LabInfo>,
 }
 
 /// How a cell of a `--reps auto` run ended.
@@ -195,6 +198,45 @@ pub struct BootEntry {
     pub corrupt_lines: usize,
     pub seconds: f64,
     pub log: String,
+    /// On a LAVA lab: the job that ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<crate::lava::LabJob>,
+}
+
+/// The LAVA lab the boots ran on: where, which devices, and how its QEMU ran them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LabInfo {
+    pub url: String,
+    pub device_type: String,
+    /// Every device that ran a boot.
+    pub devices: Vec<String>,
+    pub jobs: usize,
+    /// The lab's QEMU (its package version) and a command line it ran, paths cut.
+    pub qemu: Option<String>,
+    pub command: Option<String>,
+}
+
+/// The lab of a run's boots, from their records.
+pub fn lab_info(target: &Target, done: &[Stored]) -> Option<LabInfo> {
+    let Target::Lava(url, device_type) = target else { return None };
+    let jobs: Vec<&crate::lava::LabJob> = done.iter().filter_map(|s| s.record.lava.as_ref()).collect();
+    let mut devices: Vec<String> = jobs.iter().filter_map(|j| j.device.clone()).collect();
+    devices.sort();
+    devices.dedup();
+    Some(LabInfo {
+        url: url.clone(),
+        device_type: device_type.clone(),
+        devices,
+        jobs: jobs.len(),
+        qemu: jobs.iter().find_map(|j| j.qemu.clone()),
+        command: jobs.iter().find_map(|j| j.command.as_deref()).map(|c| {
+            // The lab's own file paths say nothing; their names are enough.
+            c.split(' ')
+                .map(|w| if w.starts_with('/') { w.rsplit('/').next().unwrap_or(w) } else { w })
+                .collect::<Vec<_>>()
+                .join(" ")
+        }),
+    })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -295,6 +337,7 @@ pub fn boot_entry(s: &Stored) -> BootEntry {
         corrupt_lines: r.boot.corrupt_lines,
         seconds: r.seconds,
         log: r.log.display().to_string(),
+        job: r.lava.clone(),
     }
 }
 

@@ -223,6 +223,7 @@ impl Shared<'_> {
             device: state.actual_device.clone(),
             health: state.health,
             command: got.command.clone(),
+            qemu: got.qemu.clone(),
         };
         Ok(record(self.plan, step, kernel, &got, job, started.elapsed().as_secs_f64(), log))
     }

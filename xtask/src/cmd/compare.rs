@@ -114,6 +114,7 @@ pub fn compare(o: &CompareOptions) -> Result<Ran> {
         machines: vec![],
         timing: vec![],
         stops: vec![],
+        lab: None,
     };
     let pending = measure(&plan, machine.as_ref(), &spec, &dir, &mut report, &mut timing, &cfg.thresholds)?;
     let t = Instant::now();

@@ -198,6 +198,7 @@ pub fn eval(o: &EvalOptions) -> Result<Ran> {
         machines: vec![],
         timing: vec![],
         stops: vec![],
+        lab: None,
     };
     let mut tips: Vec<String> = Vec::new();
     for (s, variant) in all.iter().zip(variants.iter().skip(1)) {
@@ -267,7 +268,10 @@ pub fn eval(o: &EvalOptions) -> Result<Ran> {
         o.tree.label,
         match &machine {
             Some(mr) => format!("on {} (kernels built from its config, booted there one by one)", mr.target.describe()),
-            None => "QEMU".into(),
+            None => match &spec.lab {
+                Some(l) => format!("LAVA jobs on {}'s {} devices,", l.url, l.device_type),
+                None => "QEMU".into(),
+            },
         },
         plan.info.arches.join(","),
         render::prose::join_u32(&plan.info.cpus),

@@ -150,7 +150,8 @@ pub fn measure(
         (k.arch, k.cpus, k.clock, k.rep, k.variant)
     });
     report.boots = done.iter().map(report::boot_entry).collect();
-    report.machines = report::machines(&done, plan.mem_mib, &env_facts(plan, machine));
+    report.machines = report::machines(&done, plan.mem_mib, &env_facts(plan, machine, &done));
+    report.lab = report::lab_info(&plan.target, &done);
     report.comparisons = match &plan.stopping {
         None => report::comparisons(&done, &plan.info.variants, &plan.suite, thresholds),
         Some(d) => {
@@ -166,13 +167,25 @@ pub fn measure(
 
 /// What the report says about the emulators (`qemu --version`, run once per arch) or
 /// the machine.
-pub fn env_facts(plan: &Plan, machine: Option<&MachineRun>) -> EnvFacts {
+pub fn env_facts(plan: &Plan, machine: Option<&MachineRun>, done: &[crate::record::Stored]) -> EnvFacts {
     let mut env = EnvFacts::default();
     match (&plan.target, machine) {
         (Target::Qemu, _) => {
             for a in &plan.arches {
                 env.qemu
                     .insert(a.name.clone(), (qemu_version(&a.qemu), format!("{} -cpu {}", a.machine, a.cpu)));
+            }
+        }
+        // The lab's QEMU, as its jobs' logs say.
+        (Target::Lava(..), _) => {
+            for a in &plan.arches {
+                let lab_qemu = done
+                    .iter()
+                    .filter(|s| s.record.provenance.arch == a.name)
+                    .find_map(|s| s.record.lava.as_ref()?.qemu.clone())
+                    .map(|q| format!("the lab's {q}"))
+                    .unwrap_or_else(|| "the lab's QEMU".into());
+                env.qemu.insert(a.name.clone(), (lab_qemu, format!("{} -cpu {}", a.machine, a.cpu)));
             }
         }
         (_, Some(m)) => env.machine = Some(m.home.facts.describe(&m.target)),

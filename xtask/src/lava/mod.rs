@@ -26,6 +26,9 @@ pub struct LabJob {
     /// The QEMU command line the lab ran (a QEMU device), as its log says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
+    /// The lab's QEMU package and version, as its log says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qemu: Option<String>,
 }
 
 /// `--lava URL` and its options: which lab, which devices, how many jobs at once, and
@@ -243,6 +246,8 @@ pub struct JobLog {
     pub command: Option<String>,
     /// LAVA's error lines and the job's error result (`error_msg`).
     pub errors: Vec<String>,
+    /// "qemu-system-x86 1:7.2+dfsg-7+deb12u18+b3": the dispatcher's QEMU package.
+    pub qemu: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -280,9 +285,16 @@ impl JobLog {
                         }
                     }
                 }
-                (_, serde_yaml::Value::String(s)) if log.command.is_none() => {
+                (_, serde_yaml::Value::String(s)) => {
                     if let Some(c) = s.strip_prefix("Boot command: ") {
-                        log.command = Some(c.to_string());
+                        log.command.get_or_insert_with(|| c.to_string());
+                    }
+                    // "qemu-system-x86, installed at version: 1:7.2+dfsg-7+deb12u18+b3, host ..."
+                    if let Some((pkg, rest)) = s.split_once(", installed at version: ") {
+                        if pkg.starts_with("qemu-system") {
+                            let v = rest.split(',').next().unwrap_or(rest);
+                            log.qemu.get_or_insert_with(|| format!("{pkg} {v}"));
+                        }
                     }
                 }
                 _ => {}

@@ -106,8 +106,10 @@ fn job_definitions() {
     .assert_eq(&pretty(&spec(x86, "qemu", Clock::Instructions)));
     // Wall clock: no -icount, and KVM when the device has it.
     let wall = definition(&spec(arm, "qemu", Clock::Wall));
-    expect![[r#"{"arch":"arm64","extra_options":["-machine virt","-cpu max","-smp 2","-no-reboot"],"memory":1024}"#]]
-        .assert_eq(&wall["context"].to_string());
+    expect![[
+        r#"{"arch":"arm64","extra_options":["-machine virt","-cpu max","-smp 2","-no-reboot"],"memory":1024}"#
+    ]]
+    .assert_eq(&wall["context"].to_string());
     expect![[r#"
         {
           "actions": [
@@ -184,6 +186,7 @@ fn a_complete_job() {
     assert!(command.starts_with("/usr/bin/qemu-system-x86_64 -nodefaults"), "{command}");
     assert!(command.contains("-icount shift=0,sleep=off -seed 2 "), "{command}");
     assert!(!log.used_kvm());
+    assert_eq!(log.qemu.as_deref(), Some("qemu-system-x86 1:7.2+dfsg-7+deb12u18+b3"));
     // Whole lines, as QEMU wrote them: every harness line's CRC holds.
     let boot = judge(state.id, &state.health, &log);
     assert_eq!(boot.status, BootStatus::Ok, "{:?}", boot.excerpt);

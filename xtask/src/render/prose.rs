@@ -144,6 +144,18 @@ pub fn tested_block(r: &Report) -> String {
         let _ =
             writeln!(o, "  {:<10} {arch}: {}", if i == 0 { "Machines:" } else { "" }, machine_line(r, arch));
     }
+    if let Some(lab) = &r.lab {
+        let line = format!(
+            "LAVA at {}, device type {}: {} jobs on {}{}",
+            lab.url,
+            lab.device_type,
+            lab.jobs,
+            if lab.devices.is_empty() { "no device yet".to_string() } else { lab.devices.join(", ") },
+            lab.command.as_deref().map(|c| format!("; the lab ran {c}")).unwrap_or_default()
+        );
+        let _ =
+            writeln!(o, "  Lab:       {}", wrap(&line, 72 - 13, "").replace('\n', &format!("\n{:13}", "")));
+    }
     let clocks = r
         .plan
         .clocks
@@ -154,10 +166,10 @@ pub fn tested_block(r: &Report) -> String {
         })
         .collect::<Vec<_>>()
         .join(" and ");
-    let per = if r.plan.target == Target::Qemu {
-        "per architecture and vCPU count"
-    } else {
-        "on the machine, each a fresh boot (kexec)"
+    let per = match r.plan.target {
+        Target::Qemu => "per architecture and vCPU count",
+        Target::Lava(..) => "per architecture and vCPU count, each a LAVA job",
+        Target::Local | Target::Ssh(_) => "on the machine, each a fresh boot (kexec)",
     };
     let boots = match &r.plan.stopping {
         None => format!("{} boots of each kernel", r.plan.reps),
