@@ -85,10 +85,35 @@ impl Drop for LabUp {
     }
 }
 
+/// The one line `eval --lava` stops with, and no job submitted.
+fn refused(out: &Path, args: &[&str]) -> String {
+    let o = eval_cmd(out, args).output().unwrap();
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    let error: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(error.len(), 1, "{stderr}");
+    assert!(!run_dir(out).join("lava-jobs.jsonl").exists());
+    error[0].to_string()
+}
+
 #[test]
 fn eval_on_a_real_lava_lab_resumes_without_submitting_twice() {
     let up = LabUp::new();
     let lab = up.lab();
+
+    // A bad token and a lab that is not there: one line each, saying what to do.
+    let scratch = tempfile::tempdir().unwrap();
+    let bad = scratch.path().join("token");
+    std::fs::write(&bad, "0123456789abcdef\n").unwrap();
+    let bad = bad.to_str().unwrap();
+    let e = refused(scratch.path(), &["--lava", &up.url, "--lava-token-file", bad]);
+    assert!(e.contains("refused the token") && e.contains("--lava-token-file"), "{e}");
+    let e = refused(
+        scratch.path(),
+        &["--lava", "http://127.0.0.1:9", "--lava-token-file", bad, "--lava-jobs", "1"],
+    );
+    assert!(e.contains("cannot reach the LAVA lab at http://127.0.0.1:9/") && e.contains("lab up"), "{e}");
+
     let before: BTreeSet<u64> = lab.job_ids().unwrap().into_iter().collect();
     let out = tempfile::tempdir().unwrap();
     let dir = run_dir(out.path());
