@@ -100,6 +100,7 @@ fn refused(out: &Path, args: &[&str]) -> String {
 fn eval_on_a_real_lava_lab_resumes_without_submitting_twice() {
     let up = LabUp::new();
     let lab = up.lab();
+    served_and_uploaded(&up);
 
     // A bad token and a lab that is not there: one line each, saying what to do.
     let scratch = tempfile::tempdir().unwrap();
@@ -235,4 +236,57 @@ fn eval_on_a_real_lava_lab_resumes_without_submitting_twice() {
     }
     println!("lab vs here, instruction clock, per boot and workload: largest difference {worst:.4}%");
     assert!(worst <= 0.1, "lab and local instruction-clock figures differ by {worst:.3}%");
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// `run --lava` with the kernels served by us (`--lava-serve`) and by another server
+/// from an upload directory (`--lava-upload`, Python's http.server here): the lab
+/// fetches them over HTTP, and the uploaded copies are gone after the run.
+fn served_and_uploaded(up: &LabUp) {
+    let lab = up.lab();
+    let run = |out: &Path, extra: &[&str]| {
+        let o = xtask()
+            .args(["run", "--arch", "x86_64", "--clock", "instructions", "--boots", "1", "--lava", &up.url])
+            .args(extra)
+            .arg("--out")
+            .arg(out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let job: serde_json::Value = serde_json::from_str(
+            std::fs::read_to_string(out.join("lava-jobs.jsonl")).unwrap().lines().next().unwrap(),
+        )
+        .unwrap();
+        let id = job["job"].as_u64().unwrap();
+        assert_eq!(lab.job(id).unwrap().health, "Complete");
+        id
+    };
+    let out = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let id = run(out.path(), &["--lava-serve", &addr]);
+    println!("served: job {id}");
+
+    let www = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut server = Command::new("python3")
+        .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory"])
+        .arg(www.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let upload = format!("{}=http://127.0.0.1:{port}/", www.path().display());
+    let out = tempfile::tempdir().unwrap();
+    let id = run(out.path(), &["--lava-upload", &upload]);
+    server.kill().unwrap();
+    server.wait().unwrap();
+    assert_eq!(std::fs::read_dir(www.path()).unwrap().count(), 0, "uploaded copies left behind");
+    println!("uploaded: job {id}");
 }
