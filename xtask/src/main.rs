@@ -51,6 +51,10 @@ enum Command {
         /// Print the plan (every build, every boot in order, what is done) and stop.
         #[arg(long)]
         dry_run: bool,
+        /// Also measure the tree after each patch (1/N ... N/N) in the same interleaved
+        /// run, and report what each patch changes against the one before.
+        #[arg(long, conflicts_with = "all_revs")]
+        per_patch: bool,
     },
     /// Compare two trees with no series: two references from linux-ref (v6.12 v7.2), or
     /// two commits of --tree. Writes a regression report that starts a new thread.
@@ -231,7 +235,7 @@ fn run(cli: Cli) -> Result<()> {
                 Ran::Measured(out) => out.print(started),
             }
         }
-        Command::Eval { file, rev, all_revs, partial, format, tree, base, spec, dry_run } => {
+        Command::Eval { file, rev, all_revs, partial, format, tree, base, spec, dry_run, per_patch } => {
             progress_sink("eval");
             let revisions = match &rev {
                 None => vec![],
@@ -256,6 +260,7 @@ fn run(cli: Cli) -> Result<()> {
                 base,
                 spec: spec.spec("1")?,
                 dry_run,
+                per_patch,
             };
             match cmd::eval::eval(&opts)? {
                 Ran::Planned(p) => print!("{p}"),

@@ -41,6 +41,20 @@ pub struct Report {
     /// `--lava`: the lab and its devices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lab: Option<LabInfo>,
+    /// `--per-patch`: the kernel after each patch (variants `patch1`...), in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_patch: Vec<StepInfo>,
+    /// `--per-patch`: each patch against the tree before it (patch k vs k-1; the
+    /// first against the baseline).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Comparison>,
+}
+
+/// One patch of a `--per-patch` run: its kernel's variant and the patch.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StepInfo {
+    pub variant: Variant,
+    pub patch: PatchInfo,
 }
 
 /// How a cell of a `--reps auto` run ended.
@@ -414,6 +428,23 @@ pub fn comparisons(
     suite: &crate::suite::Suite,
     t: &Thresholds,
 ) -> Vec<Comparison> {
+    let tagged = tag(done, suite);
+    variants.iter().skip(1).flat_map(|v| compare::compare(&tagged, &variants[0], v, t)).collect()
+}
+
+/// Each variant against the one before it (`--per-patch`), per cell and workload.
+pub fn step_comparisons(
+    done: &[Stored],
+    variants: &[Variant],
+    suite: &crate::suite::Suite,
+    t: &Thresholds,
+) -> Vec<Comparison> {
+    let tagged = tag(done, suite);
+    variants.windows(2).flat_map(|w| compare::compare(&tagged, &w[0], &w[1], t)).collect()
+}
+
+/// Every sample of the suite's runs in `done`, tagged with its cell and variant.
+fn tag<'a>(done: &'a [Stored], suite: &'a crate::suite::Suite) -> Vec<Tagged<'a>> {
     let mut tagged = Vec::new();
     for s in done {
         let p = &s.record.provenance;
@@ -429,5 +460,5 @@ pub fn comparisons(
             });
         }
     }
-    variants.iter().skip(1).flat_map(|v| compare::compare(&tagged, &variants[0], v, t)).collect()
+    tagged
 }

@@ -115,6 +115,8 @@ pub fn compare(o: &CompareOptions) -> Result<Ran> {
         timing: vec![],
         stops: vec![],
         lab: None,
+        per_patch: vec![],
+        steps: vec![],
     };
     let pending = measure(&plan, machine.as_ref(), &spec, &dir, &mut report, &mut timing, &cfg.thresholds)?;
     let t = Instant::now();

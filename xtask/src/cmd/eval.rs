@@ -33,6 +33,8 @@ pub struct EvalOptions {
     pub spec: Spec,
     /// Print the plan and stop: nothing is built or booted.
     pub dry_run: bool,
+    /// Measure the tree after each patch too, and each patch's own step.
+    pub per_patch: bool,
 }
 
 fn date_of(d: Option<MailDate>) -> Option<String> {
@@ -119,7 +121,15 @@ pub fn eval(o: &EvalOptions) -> Result<Ran> {
         }
     }
     let multi = all.len() > 1;
-    let dir_name = if multi {
+    if o.per_patch && multi {
+        bail!("--per-patch measures one revision patch by patch: give one --rev");
+    }
+    if o.per_patch && o.spec.auto_reps {
+        bail!("--per-patch needs a fixed --reps N (each step is compared at the same number of boots)");
+    }
+    let dir_name = if o.per_patch {
+        format!("{}-per-patch", series.slug)
+    } else if multi {
         let stem = series.slug.rsplit_once("-v").map(|(a, _)| a).unwrap_or(&series.slug);
         format!("{stem}-{}", all.iter().map(|s| format!("v{}", s.version)).collect::<Vec<_>>().join("-"))
     } else {
@@ -131,7 +141,9 @@ pub fn eval(o: &EvalOptions) -> Result<Ran> {
     let spec = plan::narrow(&o.spec, machine.as_ref(), crate::arch::table()?)?;
     let total = (series.patches.len() + series.missing.len()) as u32;
     let mut variants: Vec<Variant> = vec!["baseline".into()];
-    if multi {
+    if o.per_patch {
+        variants.extend((1..=series.patches.len()).map(|k| Variant(format!("patch{k}"))));
+    } else if multi {
         variants.extend(all.iter().map(|s| Variant(format!("v{}", s.version))));
     } else {
         variants.push("patched".into());
@@ -199,6 +211,8 @@ pub fn eval(o: &EvalOptions) -> Result<Ran> {
         timing: vec![],
         stops: vec![],
         lab: None,
+        per_patch: vec![],
+        steps: vec![],
     };
     let mut tips: Vec<String> = Vec::new();
     for (s, variant) in all.iter().zip(variants.iter().skip(1)) {
@@ -231,6 +245,16 @@ pub fn eval(o: &EvalOptions) -> Result<Ran> {
             .collect();
         if s.version == series.version {
             report.series.patches = patches.clone();
+        }
+        if o.per_patch {
+            // A kernel after every patch; the last is the whole series.
+            report.per_patch = patches
+                .iter()
+                .zip(variants.iter().skip(1))
+                .map(|(p, v)| report::StepInfo { variant: v.clone(), patch: p.clone() })
+                .collect();
+            tips.extend(applied.iter().map(|p| p.commit.clone()));
+            continue;
         }
         if multi {
             report.revisions.push(RevisionInfo {

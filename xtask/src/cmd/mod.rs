@@ -161,6 +161,9 @@ pub fn measure(
             comparisons
         }
     };
+    if !report.per_patch.is_empty() {
+        report.steps = report::step_comparisons(&done, &plan.info.variants, &plan.suite, thresholds);
+    }
     stage(timing, "compare", t);
     Ok(boots.pending)
 }

@@ -275,6 +275,7 @@ pub fn render(r: &Report, templates: &Templates, thresholds: &Thresholds) -> Res
         super::PAGE,
         minijinja::context! {
             r => r,
+            steps => step_plots(r),
             groups => groups,
             alpha => alpha,
             verdict_line => verdict_line,
@@ -287,4 +288,74 @@ pub fn render(r: &Report, templates: &Templates, thresholds: &Thresholds) -> Res
         },
     )?;
     Ok(html)
+}
+
+/// `--per-patch`: per cell, one step plot per workload: the median of the baseline and
+/// of the tree after each patch, left to right.
+#[derive(serde::Serialize)]
+struct StepPlot {
+    title: String,
+    rows: Vec<StepRow>,
+}
+
+#[derive(serde::Serialize)]
+struct StepRow {
+    workload: String,
+    svg: String,
+    values: String,
+}
+
+fn step_plots(r: &Report) -> Vec<StepPlot> {
+    if r.per_patch.is_empty() {
+        return vec![];
+    }
+    let mut out = Vec::new();
+    for (cell, cs) in &compare::by_cell(&r.comparisons) {
+        let n = cs.iter().map(|c| c.base.n.max(c.new.n)).max().unwrap_or(0);
+        let mut workloads: Vec<&str> = Vec::new();
+        for c in cs {
+            if !workloads.contains(&c.workload.as_str()) {
+                workloads.push(&c.workload);
+            }
+        }
+        let rows = workloads
+            .into_iter()
+            .map(|w| {
+                let of = |v: &str| cs.iter().find(|c| c.workload == w && c.variant == v);
+                // The baseline's median, then each patch's.
+                let mut values: Vec<f64> =
+                    of(r.per_patch[0].variant.as_str()).map(|c| vec![c.base.median]).unwrap_or_default();
+                values
+                    .extend(r.per_patch.iter().filter_map(|s| of(s.variant.as_str()).map(|c| c.new.median)));
+                StepRow {
+                    workload: w.to_string(),
+                    svg: step_svg(&values),
+                    values: values.iter().map(|v| format!("{v:.4}")).collect::<Vec<_>>().join(" → "),
+                }
+            })
+            .collect();
+        out.push(StepPlot { title: cell.title(n), rows });
+    }
+    out
+}
+
+/// A step line through `values` (numbers only: nothing from mail reaches it).
+fn step_svg(values: &[f64]) -> String {
+    let (w, h, pad) = (240.0, 48.0, 6.0);
+    if values.is_empty() || !values.iter().all(|v| v.is_finite()) {
+        return String::new();
+    }
+    let (lo, hi) = values.iter().fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let step = (w - 2.0 * pad) / values.len() as f64;
+    let y = |v: f64| pad + (h - 2.0 * pad) * (1.0 - (v - lo) / span);
+    let mut d = String::new();
+    for (i, v) in values.iter().enumerate() {
+        let (x0, x1) = (pad + i as f64 * step, pad + (i + 1) as f64 * step);
+        d.push_str(&format!("{}{x0:.1},{:.1} H{x1:.1} ", if i == 0 { "M" } else { "V" }, y(*v)));
+    }
+    format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\"><path class=\"step\" d=\"{}\" fill=\"none\" stroke=\"#bc4c00\" stroke-width=\"2\"/></svg>",
+        d.trim_end()
+    )
 }

@@ -101,6 +101,7 @@ pub fn render(r: &Report, env: &Envelope, templates: &Templates) -> Result<Strin
             tested => tested_block(r),
             legend => wrap(LEGEND, 72, ""),
             tables => tables(r),
+            steps => crate::render::prose::steps_table(r),
             summary => summary(r),
             failures => failures(r),
             reproduce => reproduce(r),
@@ -141,8 +142,10 @@ fn reproduce(r: &Report) -> String {
     };
     wrap(
         &format!(
-            "{fetch}, then cargo xtask eval <the mbox> --rev {revs} {target} --suite {} --reps {}{clock}",
-            r.plan.suite, r.plan.reps,
+            "{fetch}, then cargo xtask eval <the mbox> --rev {revs} {target} --suite {} --reps {}{clock}{}",
+            r.plan.suite,
+            r.plan.reps,
+            if r.per_patch.is_empty() { "" } else { " --per-patch" },
         ),
         72,
         "",
