@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod arch;
 pub mod backend;
+pub mod bisect;
 pub mod build;
 pub mod cmd;
 pub mod compare;

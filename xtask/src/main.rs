@@ -70,6 +70,44 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// The first commit between GOOD and BAD (first-parent history) at which the
+    /// workloads became slower (or faster), measured: GOOD and BAD first, then each
+    /// midpoint booted interleaved with both; writes `bisect.json` and a report naming it.
+    Bisect {
+        good: String,
+        bad: String,
+        #[command(flatten)]
+        tree: TreeArgs,
+        /// A workload to follow (repeatable; default: every one GOOD -> BAD moved).
+        #[arg(long = "workload", value_name = "ID")]
+        workloads: Vec<String>,
+        /// Look for the commit that made them faster instead.
+        #[arg(long)]
+        improvement: bool,
+        /// The smallest change that counts, in percent (default: min_change_pct of mmeval.yaml).
+        #[arg(long, value_name = "PCT")]
+        threshold: Option<f64>,
+        #[command(flatten)]
+        build: BuildArgs,
+        /// A suite from harness/suites (quick, default, full) or a suite file.
+        #[arg(long, default_value = "quick")]
+        suite: String,
+        /// wall or instructions (the instruction clock decides fastest and repeats).
+        #[arg(long, default_value = "instructions")]
+        clock: String,
+        /// vCPUs of the guest.
+        #[arg(long, default_value = "1")]
+        cpus: String,
+        /// Boots of each kernel per step (twice as many again for a step still undecided).
+        #[arg(long, default_value_t = 4)]
+        reps: usize,
+        /// Guest memory in MiB.
+        #[arg(long, default_value_t = 1024)]
+        mem: u32,
+        /// Where results go (default: target/eval).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The series check of `b4 review` (b4.review-series-check-cmd): the cover letter on
     /// stdin, a JSON list of check results on stdout, from our evaluation of the series.
     #[command(name = "b4-check")]
@@ -376,6 +414,62 @@ fn run(cli: Cli) -> Result<()> {
                 RunResult::Plan(p) => print!("{p}"),
                 RunResult::Done(records) => print!("{}", cmd::run::summary(&records, &out)),
             }
+        }
+        Command::Bisect {
+            good,
+            bad,
+            tree,
+            workloads,
+            improvement,
+            threshold,
+            build: b,
+            suite,
+            clock,
+            cpus,
+            reps,
+            mem,
+            out,
+        } => {
+            progress_sink("bisect");
+            if !(1..=args::MAX_REPS).contains(&reps) {
+                anyhow::bail!("--reps {reps}: from 1 to {}", args::MAX_REPS);
+            }
+            let spec = Spec {
+                arches: arch::parse_list(&b.arch)?,
+                cpus: parse_cpus(&cpus)?,
+                reps,
+                auto_reps: false,
+                suite: xtask::suite::load(&suite)?,
+                clocks: parse_clocks(&clock)?,
+                accel: AccelChoice::Auto,
+                mem_mib: mem,
+                build: b.options(),
+                from: None,
+                out_root: out.unwrap_or_else(|| reftree::project_root().join("target/eval")),
+                fresh: false,
+                wait: false,
+                boot_jobs: default_boot_jobs(),
+                target: None,
+                cpus_given: true,
+                boot_timeout: std::time::Duration::from_secs(600),
+                lab: None,
+            };
+            let opts = cmd::bisect::BisectOptions {
+                good,
+                bad,
+                tree: tree.resolve()?,
+                workloads,
+                direction: if improvement {
+                    xtask::bisect::Direction::Faster
+                } else {
+                    xtask::bisect::Direction::Slower
+                },
+                threshold_pct: threshold,
+                spec,
+            };
+            let (b, mail) = cmd::bisect::bisect(&opts)?;
+            print!("{}", cmd::bisect::text(&b));
+            println!("report: {}", mail.display());
         }
         Command::Lab { action } => {
             progress_sink("lab");

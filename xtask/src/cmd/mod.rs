@@ -4,6 +4,7 @@
 //! environment, and writing the mails and the page.
 
 pub mod b4check;
+pub mod bisect;
 pub mod compare;
 pub mod eval;
 pub mod ingest;

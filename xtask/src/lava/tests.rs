@@ -1,3 +1,7 @@
+//! The lab's job definitions per device type (goldens) and its answers, recorded from a
+//! real lava-server 2023.01 (tests/data/lava/): Complete, a kernel panic, a job that
+//! never booted, Canceled, and a log cut mid-entry.
+
 use super::*;
 use crate::serial::BootStatus;
 use expect_test::expect;
