@@ -82,6 +82,12 @@ fn bisect_names_the_revert_and_finds_nothing_without_it() {
     assert!(again.contains(&format!("first bad commit: {short} ")), "{again}");
     assert!(!stderr.contains(" boot 1/"), "a re-run booted again:\n{stderr}");
 
+    // GOOD == BAD, and a GOOD that BAD does not descend from: one line each, nothing run.
+    let (ok, _, stderr) = bisect(&base.to_string(), &base.to_string(), out.path());
+    assert!(!ok && stderr.contains("GOOD and BAD are the same commit"), "{stderr}");
+    let (ok, _, stderr) = bisect(&bad.to_string(), &base.to_string(), out.path());
+    assert!(!ok && stderr.contains("is not on BAD's first-parent history"), "{stderr}");
+
     // The same shape without the revert: nothing to bisect.
     let other = neutral(&repo, neutral(&repo, base, 5, "instead"), 6, "instead");
     let (ok, stdout, stderr) = bisect(&base.to_string(), &other.to_string(), out.path());
