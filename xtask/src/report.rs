@@ -57,6 +57,64 @@ pub struct StepInfo {
     pub patch: PatchInfo,
 }
 
+impl Report {
+    /// A report of what was asked, before anything ran: every stage's part empty.
+    pub fn new(series: SeriesInfo, reply_to: ReplyTarget, tree: TreeInfo, plan: PlanInfo) -> Report {
+        Report {
+            format: FORMAT,
+            tool: format!("mmeval {}", env!("CARGO_PKG_VERSION")),
+            series,
+            revisions: vec![],
+            releases: None,
+            reply_to,
+            tree,
+            plan,
+            apply: None,
+            builds: vec![],
+            boots: vec![],
+            comparisons: vec![],
+            machines: vec![],
+            timing: vec![],
+            stops: vec![],
+            lab: None,
+            per_patch: vec![],
+            steps: vec![],
+        }
+    }
+}
+
+impl ReplyTarget {
+    /// Nothing to reply to: compare and bisect start a thread of their own.
+    pub fn none() -> ReplyTarget {
+        ReplyTarget {
+            subject: String::new(),
+            message_id: None,
+            references: vec![],
+            from: Addr { name: String::new(), email: String::new() },
+            to: vec![],
+            cc: vec![],
+            date: None,
+            body: String::new(),
+        }
+    }
+}
+
+impl SeriesInfo {
+    /// A run with no series (compare, bisect): its subject and directory name.
+    pub fn none(subject: String, slug: String) -> SeriesInfo {
+        SeriesInfo {
+            subject,
+            version: 0,
+            all_versions: vec![],
+            slug,
+            author: Addr { name: String::new(), email: String::new() },
+            patches: vec![],
+            base_commit: None,
+            source: None,
+        }
+    }
+}
+
 /// How a cell of a `--reps auto` run ended.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CellStop {

@@ -129,50 +129,19 @@ fn measure_kernels(
         })
         .collect();
     let plan = plan::plan(&spec, kernels, ids(&spec, None, &cfg.thresholds)?);
-    let nobody = Addr { name: String::new(), email: String::new() };
-    let mut report = Report {
-        format: report::FORMAT,
-        tool: format!("mmeval {}", env!("CARGO_PKG_VERSION")),
-        series: SeriesInfo {
-            subject: format!("bisect {}..{}", &o.good, &o.bad),
-            version: 0,
-            all_versions: vec![],
-            slug: dir.path().file_name().unwrap_or_default().to_string_lossy().into_owned(),
-            author: nobody.clone(),
-            patches: vec![],
-            base_commit: None,
-            source: None,
-        },
-        revisions: vec![],
-        releases: None,
-        reply_to: ReplyTarget {
-            subject: String::new(),
-            message_id: None,
-            references: vec![],
-            from: nobody,
-            to: vec![],
-            cc: vec![],
-            date: None,
-            body: String::new(),
-        },
-        tree: TreeInfo {
-            label: o.tree.label.clone(),
-            base: plan.kernels[0].commit.clone(),
-            base_source: "bisect".into(),
-            release,
-        },
-        plan: plan.info.clone(),
-        apply: None,
-        builds: vec![],
-        boots: vec![],
-        comparisons: vec![],
-        machines: vec![],
-        timing: vec![],
-        stops: vec![],
-        lab: None,
-        per_patch: vec![],
-        steps: vec![],
+    let tree = TreeInfo {
+        label: o.tree.label.clone(),
+        base: plan.kernels[0].commit.clone(),
+        base_source: "bisect".into(),
+        release,
     };
+    let slug = dir.path().file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let mut report = Report::new(
+        SeriesInfo::none(format!("bisect {}..{}", &o.good, &o.bad), slug),
+        ReplyTarget::none(),
+        tree,
+        plan.info.clone(),
+    );
     let mut timing = Vec::new();
     measure(&plan, None, &spec, dir, &mut report, &mut timing, &cfg.thresholds)?;
     report.timing = timing;

@@ -3,11 +3,10 @@
 //! report that starts a new thread (`target/eval/compare-A-B/report.eml`).
 
 use super::{dry_run, ids, machine, measure, stage, Outcome, Ran};
-use crate::mail::Addr;
 use crate::plan::{self, Kernel, Spec};
 use crate::progress;
 use crate::render;
-use crate::report::{self, ReleaseInfo, Releases, ReplyTarget, Report, SeriesInfo, StageTime, TreeInfo};
+use crate::report::{ReleaseInfo, Releases, ReplyTarget, Report, SeriesInfo, StageTime, TreeInfo};
 use crate::rundir::{self, RunDir};
 use crate::tree::{self, TreeHandle};
 use anyhow::Result;
@@ -79,45 +78,16 @@ pub fn compare(o: &CompareOptions) -> Result<Ran> {
         spec.suite.name,
         dir.path().display()
     ));
-    let nobody = Addr { name: String::new(), email: String::new() };
-    let mut report = Report {
-        format: report::FORMAT,
-        tool: format!("mmeval {}", env!("CARGO_PKG_VERSION")),
-        series: SeriesInfo {
-            subject: format!("{la} against {lb}"),
-            version: 0,
-            all_versions: vec![],
-            slug: dir.path().file_name().unwrap().to_string_lossy().into_owned(),
-            author: nobody.clone(),
-            patches: vec![],
-            base_commit: None,
-            source: None,
-        },
-        revisions: vec![],
-        releases: Some(releases),
-        reply_to: ReplyTarget {
-            subject: String::new(),
-            message_id: None,
-            references: vec![],
-            from: nobody,
-            to: vec![],
-            cc: vec![],
-            date: None,
-            body: String::new(),
-        },
-        tree: tree_info,
-        plan: plan.info.clone(),
-        apply: None,
-        builds: vec![],
-        boots: vec![],
-        comparisons: vec![],
-        machines: vec![],
-        timing: vec![],
-        stops: vec![],
-        lab: None,
-        per_patch: vec![],
-        steps: vec![],
-    };
+    let mut report = Report::new(
+        SeriesInfo::none(
+            format!("{la} against {lb}"),
+            dir.path().file_name().unwrap().to_string_lossy().into_owned(),
+        ),
+        ReplyTarget::none(),
+        tree_info,
+        plan.info.clone(),
+    );
+    report.releases = Some(releases);
     let pending = measure(&plan, machine.as_ref(), &spec, &dir, &mut report, &mut timing, &cfg.thresholds)?;
     let t = Instant::now();
     report.timing = timing;

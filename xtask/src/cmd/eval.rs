@@ -154,10 +154,8 @@ pub fn eval(o: &EvalOptions) -> Result<Ran> {
     let repo = git2::Repository::open(&o.tree.repo_path)?;
     let (base, base_source) = apply::resolve_base(&repo, o.base.as_deref(), &series)?;
     let release = crate::tree::release_of(&o.tree, &base.to_string());
-    let mut report = Report {
-        format: report::FORMAT,
-        tool: format!("mmeval {}", env!("CARGO_PKG_VERSION")),
-        series: SeriesInfo {
+    let mut report = Report::new(
+        SeriesInfo {
             subject: series.subject(),
             version: series.version,
             all_versions: series.all_versions.clone(),
@@ -180,17 +178,15 @@ pub fn eval(o: &EvalOptions) -> Result<Ran> {
             base_commit: series.base_commit.clone(),
             source: o.source.clone(),
         },
-        revisions: vec![],
-        releases: None,
-        reply_to: reply_target(&series),
-        tree: TreeInfo {
+        reply_target(&series),
+        TreeInfo {
             label: o.tree.label.clone(),
             base: base.to_string(),
             base_source,
             release: release.clone(),
         },
         // What was asked, before anything applied (the kernels come after).
-        plan: {
+        {
             let baseline = Kernel {
                 variant: variants[0].clone(),
                 tree: o.tree.clone(),
@@ -203,17 +199,7 @@ pub fn eval(o: &EvalOptions) -> Result<Ran> {
             info.order = plan::Order::for_kernels(variants.len()).describe().into();
             info
         },
-        apply: None,
-        builds: vec![],
-        boots: vec![],
-        comparisons: vec![],
-        machines: vec![],
-        timing: vec![],
-        stops: vec![],
-        lab: None,
-        per_patch: vec![],
-        steps: vec![],
-    };
+    );
     let mut tips: Vec<String> = Vec::new();
     for (s, variant) in all.iter().zip(variants.iter().skip(1)) {
         let refname = format!("refs/heads/eval/{}", s.slug);
