@@ -234,10 +234,13 @@ fn running(pid: u32) -> bool {
 #[test]
 fn a_run_killed_mid_build_leaves_no_make_behind() {
     // A build of its own (an extra fragment that changes nothing but the build
-    // directory), without the sandbox: what --no-sandbox users get.
+    // directory), without the sandbox: what --no-sandbox users get. A new directory
+    // every run, removed at the end: one kept from run to run fills up with objects
+    // until a killed build has nothing left to compile.
     let tmp = tempfile::tempdir().unwrap();
     let frag = tmp.path().join("kill-mid-build.config");
-    std::fs::write(&frag, "# faults_e2e: a build that is killed half way\n").unwrap();
+    let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    std::fs::write(&frag, format!("# faults_e2e: a build that is killed half way ({run})\n")).unwrap();
     let frag = frag.display().to_string();
     let (mut child, _rx) = spawn(tmp.path(), &["--no-sandbox", "--config", &frag]);
     let started = Instant::now();
@@ -255,6 +258,13 @@ fn a_run_killed_mid_build_leaves_no_make_behind() {
         "{:?}",
         build.iter().map(|&p| comm(p)).collect::<Vec<_>>()
     );
+    // The build directory (make's O=), to remove afterwards.
+    let out_dir = build.iter().find_map(|&p| {
+        let argv = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+        argv.split(|b| *b == 0).find_map(|a| {
+            a.strip_prefix(b"O=").map(|d| PathBuf::from(String::from_utf8_lossy(d).into_owned()))
+        })
+    });
     signal(&child.id().to_string(), "KILL");
     child.wait().unwrap();
     // make goes at once; a compile it had started may finish its one file, no more.
@@ -269,4 +279,7 @@ fn a_run_killed_mid_build_leaves_no_make_behind() {
     }
     let names: Vec<String> = left.iter().map(|&p| format!("{p} {}", comm(p))).collect();
     assert!(left.is_empty(), "still running 20 s after the run was killed: {names:?}");
+    let out_dir = out_dir.expect("make was given O=");
+    assert!(out_dir.starts_with(xtask::reftree::cache_root().join("build")), "{}", out_dir.display());
+    std::fs::remove_dir_all(&out_dir).unwrap();
 }
