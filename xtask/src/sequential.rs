@@ -140,7 +140,19 @@ pub enum Decision {
     Significant,
     Equivalent,
     Undecided,
+    /// Futile: from [`FUTILE_FROM`] boots on, a side's boot-to-boot CV is over
+    /// [`FUTILE_CV`] times `noisy_cv_pct`; more boots would end in "too noisy" too.
+    TooNoisy,
 }
+
+/// From how many boots of each kernel a noisy workload may be given up on (the CV of
+/// fewer is itself too uncertain).
+pub const FUTILE_FROM: usize = 7;
+
+/// How far over `noisy_cv_pct` a workload's CV must be (from [`FUTILE_FROM`] boots) for
+/// more boots to be futile. Stopping for futility never declares a change, so the
+/// false-positive rate cannot rise; a workload just over the threshold keeps going.
+pub const FUTILE_CV: f64 = 1.5;
 
 /// The exact null distributions of U, cumulated, by (n1, n2): shared by every look.
 #[derive(Default)]
@@ -188,8 +200,13 @@ impl Tables {
         if base.len() < look.n.min(t.min_runs.max(2)) || new.len() < look.n.min(t.min_runs.max(2)) {
             return Decision::Undecided;
         }
-        if stats::cv_percent(base) > t.noisy_cv_pct || stats::cv_percent(new) > t.noisy_cv_pct {
-            return Decision::Undecided;
+        let cv = stats::cv_percent(base).max(stats::cv_percent(new));
+        if cv > t.noisy_cv_pct {
+            return if look.n >= FUTILE_FROM && cv > FUTILE_CV * t.noisy_cv_pct {
+                Decision::TooNoisy
+            } else {
+                Decision::Undecided
+            };
         }
         let change = (stats::median(new) / stats::median(base) - 1.0) * 100.0;
         let p = stats::mann_whitney(base, new).1;
@@ -214,11 +231,20 @@ pub struct Stop {
     pub look: Look,
     /// Every workload decided; else the budget ran out with these undecided.
     pub undecided: Vec<String>,
+    /// Workloads given up on as too noisy (their verdict says so).
+    pub noisy: Vec<String>,
 }
 
 impl Stop {
     pub fn why(&self) -> String {
-        if self.undecided.is_empty() {
+        if self.undecided.is_empty() && !self.noisy.is_empty() {
+            format!(
+                "stopped after {} boots of each kernel: every workload decided or too noisy to decide ({}: CV over {}x the noise threshold)",
+                self.look.n,
+                self.noisy.join(", "),
+                FUTILE_CV
+            )
+        } else if self.undecided.is_empty() {
             format!("stopped after {} boots of each kernel: every workload decided", self.look.n)
         } else {
             format!(
@@ -246,13 +272,14 @@ pub fn stop_at(
     let last = *plan.looks.last()?;
     for look in plan.all().iter().filter(|l| l.n <= rounds) {
         let s = samples(look.n);
-        let undecided: Vec<String> = s
-            .iter()
-            .filter(|(_, b, n)| tables.decide(b, n, *look, &plan.thresholds) == Decision::Undecided)
-            .map(|(w, _, _)| w.to_string())
-            .collect();
+        let decisions: Vec<(&str, Decision)> =
+            s.iter().map(|(w, b, n)| (w.as_str(), tables.decide(b, n, *look, &plan.thresholds))).collect();
+        let named = |d: Decision| -> Vec<String> {
+            decisions.iter().filter(|(_, x)| *x == d).map(|(w, _)| w.to_string()).collect()
+        };
+        let undecided = named(Decision::Undecided);
         if undecided.is_empty() && !s.is_empty() || look.n == last {
-            return Some(Stop { look: *look, undecided });
+            return Some(Stop { look: *look, undecided, noisy: named(Decision::TooNoisy) });
         }
     }
     None
@@ -353,5 +380,32 @@ mod tests {
         // 2% noise: nothing to say after 5 boots.
         let (a, b) = ([100.0, 98.0, 102.0, 99.0, 101.0], [101.0, 97.0, 103.0, 100.0, 99.0]);
         assert_eq!(tables.decide(&a, &b, d.look(0), &t), Decision::Undecided);
+    }
+
+    #[test]
+    fn a_workload_far_too_noisy_is_given_up_from_the_second_look() {
+        let d = design(&Thresholds::default(), 15).unwrap();
+        let t = Thresholds::default();
+        let mut tables = Tables::default();
+        // CV about 30%: three times the noise threshold.
+        let wild = [100.0, 160.0, 70.0, 130.0, 90.0, 150.0, 60.0];
+        let calm = [100.0, 100.1, 100.0, 100.1, 100.0, 100.1, 100.0];
+        assert_eq!(tables.decide(&wild[..5], &calm[..5], d.look(0), &t), Decision::Undecided, "not at 5");
+        assert_eq!(tables.decide(&wild, &calm, d.look(1), &t), Decision::TooNoisy);
+        // Just over the threshold (CV ~11%) keeps going.
+        let rough = [100.0, 112.0, 88.0, 110.0, 90.0, 113.0, 87.0];
+        assert_eq!(tables.decide(&rough, &calm, d.look(1), &t), Decision::Undecided);
+        // A cell of a clean change and a futile one stops at the second look, saying so.
+        let slower: Vec<f64> = calm.iter().map(|x| x * 1.03).collect();
+        let stop = stop_at(&mut tables, &d, 15, |n| {
+            vec![
+                ("clean".into(), calm[..n.min(7)].to_vec(), slower[..n.min(7)].to_vec()),
+                ("wild".into(), wild[..n.min(7)].to_vec(), calm[..n.min(7)].to_vec()),
+            ]
+        })
+        .unwrap();
+        assert_eq!((stop.look.n, stop.undecided.len()), (7, 0));
+        assert_eq!(stop.noisy, vec!["wild".to_string()]);
+        assert!(stop.why().contains("too noisy to decide (wild"), "{}", stop.why());
     }
 }
