@@ -141,9 +141,13 @@ fn start(state: &mut State) -> Result<()> {
             &["--no-install-recommends"],
         )?;
     }
-    if !Path::new("/etc/lava-server/settings.d/00-database.yaml").is_file() {
+    // Its database (made by the package's postinst only while PostgreSQL ran) answers,
+    // or is made now; the system's python3, which has Django.
+    if !Path::new("/etc/lava-server/settings.d/00-database.yaml").is_file()
+        || manage(&["users", "list"]).is_err()
+    {
         let sh = Shell::new()?;
-        cmd!(sh, "python3 /usr/share/lava-server/postinst.py").quiet().ignore_stdout().run()?;
+        cmd!(sh, "/usr/bin/python3 /usr/share/lava-server/postinst.py").quiet().ignore_stdout().run()?;
     }
     for port in [HTTP, WS, EVENTS] {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
