@@ -166,12 +166,7 @@ pub fn end_strays(dirs: &[&Path]) -> Vec<u32> {
         let pids: Vec<String> = strays.iter().map(u32::to_string).collect();
         let _ = cmd!(sh, "kill -KILL {pids...}").quiet().ignore_status().ignore_stderr().run();
     }
-    let gone = |pid: &u32| {
-        // A zombie (its parent not reaping it yet) no longer runs.
-        std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .map(|s| s.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
-            .unwrap_or(true)
-    };
+    let gone = |pid: &u32| !running(*pid);
     for _ in 0..250 {
         if strays.iter().all(gone) {
             break;
@@ -217,6 +212,25 @@ pub fn spawn_group(mut command: std::process::Command) -> Result<Group> {
     Ok(g)
 }
 
+/// Whether process `pid` exists and runs (a zombie, its parent not reaping it yet, no
+/// longer does).
+pub fn running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| !r.starts_with('Z')))
+}
+
+/// Waits up to `limit` for group `pgid` to have no running member; whether it has none.
+pub fn wait_group_gone(pgid: u32, limit: std::time::Duration) -> bool {
+    let started = std::time::Instant::now();
+    while !group_members(pgid).is_empty() {
+        if started.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    true
+}
+
 /// The processes of group `pgid` that still run (a zombie no longer does).
 pub fn group_members(pgid: u32) -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
@@ -243,13 +257,7 @@ impl Group {
         let _ = self.child.wait();
         // SIGKILL is delivered, not done: the group's other members may still be on
         // their way out. Callers go on to reuse or remove their directories.
-        let pgid = self.child.id();
-        for _ in 0..500 {
-            if group_members(pgid).is_empty() {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        wait_group_gone(self.child.id(), std::time::Duration::from_secs(5));
     }
 
     /// Output and status of a command whose stdout and stderr are piped.

@@ -281,15 +281,16 @@ pub fn bisect(o: &BisectOptions) -> Result<(Bisection, PathBuf)> {
             };
             let done = class != Class::Undecided;
             if done || round == 1 {
+                let commit = info(&repo, mid)?;
                 progress::say(&format!(
                     "step {}: {} {}: {:?}",
                     b.steps.len() + 1,
                     &mid[..12],
-                    info(&repo, mid)?.subject,
+                    commit.subject,
                     class
                 ));
                 b.steps.push(StepResult {
-                    commit: info(&repo, mid)?,
+                    commit,
                     class: class.clone(),
                     changes: result.clone().unwrap_or_default(),
                     dir: dir.path().to_path_buf(),

@@ -68,15 +68,10 @@ pub fn token_file_for(url: &str) -> Option<PathBuf> {
     (crate::lava::base_url(&s.url).ok()? == url && s.token_file.is_file()).then_some(s.token_file)
 }
 
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| s.rsplit_once(") ").is_some_and(|(_, r)| !r.starts_with('Z')))
-}
-
 /// Starts the lab (installing what is missing when root); prints where it is.
 pub fn up() -> Result<State> {
     if let Some(s) = state() {
-        if s.services.iter().all(|(_, pid)| alive(*pid)) {
+        if s.services.iter().all(|(_, pid)| crate::host::running(*pid)) {
             crate::progress::say(&format!(
                 "[lab] already up at {} (token in {})",
                 s.url,
@@ -234,7 +229,7 @@ fn start(state: &mut State) -> Result<()> {
         ],
     )?;
     wait_devices(state, Duration::from_secs(90))?;
-    if let Some((name, pid)) = state.services.iter().find(|(_, pid)| !alive(*pid)) {
+    if let Some((name, pid)) = state.services.iter().find(|(_, pid)| !crate::host::running(*pid)) {
         bail!(
             "the lab's {name} (pid {pid}) stopped after it started; see {}",
             logs.join(format!("{name}.out")).display()
@@ -373,16 +368,12 @@ pub fn down() -> Result<()> {
     let sh = Shell::new()?;
     // The worker first: it ends its jobs' QEMUs.
     for (name, pid) in state.services.iter().rev() {
-        if !alive(*pid) {
+        if !crate::host::running(*pid) {
             continue;
         }
         let group = format!("-{pid}");
         let _ = cmd!(sh, "kill -TERM -- {group}").quiet().ignore_status().ignore_stderr().run();
-        let started = Instant::now();
-        while group_alive(*pid) && started.elapsed() < Duration::from_secs(20) {
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        if group_alive(*pid) {
+        if !crate::host::wait_group_gone(*pid, Duration::from_secs(20)) {
             let _ = cmd!(sh, "kill -KILL -- {group}").quiet().ignore_status().ignore_stderr().run();
         }
         crate::progress::say(&format!("[lab] stopped {name} (pid {pid})"));
@@ -398,16 +389,13 @@ pub fn down() -> Result<()> {
     Ok(())
 }
 
-fn group_alive(pgid: u32) -> bool {
-    !crate::host::group_members(pgid).is_empty()
-}
-
 /// `lab status`: what runs, where.
 pub fn status() -> Result<String> {
     let Some(s) = state() else { return Ok("lab: not up".into()) };
     let mut out = format!("lab: {} (token in {})\n", s.url, s.token_file.display());
     for (name, pid) in &s.services {
-        out += &format!("  {name}: pid {pid} {}\n", if alive(*pid) { "running" } else { "gone" });
+        out +=
+            &format!("  {name}: pid {pid} {}\n", if crate::host::running(*pid) { "running" } else { "gone" });
     }
     if let Some(pg) = &s.postgres {
         out += &format!("  postgresql {pg}: started by lab up\n");

@@ -425,6 +425,8 @@ impl Lab {
     /// The devices of a type that can take a job now (healthy, on an online worker).
     pub fn devices_ready(&self, device_type: &str) -> Result<Vec<String>> {
         let mut ready = Vec::new();
+        // Each worker asked once, however many devices it has.
+        let mut online: std::collections::HashMap<String, bool> = Default::default();
         for d in self.devices(device_type)? {
             let (Some(name), Some(worker)) = (d["hostname"].as_str(), d["worker_host"].as_str()) else {
                 continue;
@@ -432,9 +434,12 @@ impl Lab {
             if !matches!(d["health"].as_str(), Some("Good") | Some("Unknown")) {
                 continue;
             }
-            let (body, _) = self.call(&format!("workers/{worker}/"), &[])?;
-            let w: Value = serde_json::from_slice(&body).unwrap_or_default();
-            if w["state"].as_str() == Some("Online") {
+            if !online.contains_key(worker) {
+                let (body, _) = self.call(&format!("workers/{worker}/"), &[])?;
+                let w: Value = serde_json::from_slice(&body).unwrap_or_default();
+                online.insert(worker.to_string(), w["state"].as_str() == Some("Online"));
+            }
+            if online[worker] {
                 ready.push(name.to_string());
             }
         }
