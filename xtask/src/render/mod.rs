@@ -9,6 +9,7 @@ pub mod html;
 pub mod prose;
 pub mod regression;
 pub mod reply;
+pub mod steps;
 
 pub use header::{rfc2822, Envelope};
 

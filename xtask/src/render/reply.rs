@@ -101,7 +101,7 @@ pub fn render(r: &Report, env: &Envelope, templates: &Templates) -> Result<Strin
             tested => tested_block(r),
             legend => wrap(LEGEND, 72, ""),
             tables => tables(r),
-            steps => crate::render::prose::steps_table(r),
+            steps => super::steps::steps_table(r),
             summary => summary(r),
             failures => failures(r),
             reproduce => reproduce(r),
