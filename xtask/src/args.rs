@@ -127,10 +127,11 @@ pub struct SpecArgs {
     pub cpus: Option<String>,
     /// Boots of each kernel per (arch, vCPUs, clock), or `auto`: boot in rounds and
     /// stop each cell when every workload is decided (group-sequential, see README).
-    #[arg(long, default_value = "9", value_name = "N|auto")]
-    pub reps: String,
+    /// Default: auto (a fixed 9 with --per-patch).
+    #[arg(long, value_name = "N|auto")]
+    pub reps: Option<String>,
     /// With `--reps auto`: the most boots of each kernel a cell may take.
-    #[arg(long, default_value_t = 15, value_name = "N")]
+    #[arg(long, default_value_t = xtask::sequential::DEFAULT_MAX_REPS, value_name = "N")]
     pub max_reps: usize,
     /// A suite from harness/suites (quick, default, full) or a suite file.
     #[arg(long, default_value = "default")]
@@ -231,8 +232,9 @@ impl LabArgs {
 }
 
 impl SpecArgs {
-    pub fn spec(&self, default_cpus: &str) -> Result<Spec> {
-        let (reps, auto_reps) = match self.reps.as_str() {
+    /// The spec; `default_reps` when `--reps` is not given ("auto", or a fixed count).
+    pub fn spec(&self, default_cpus: &str, default_reps: &str) -> Result<Spec> {
+        let (reps, auto_reps) = match self.reps.as_deref().unwrap_or(default_reps) {
             "auto" => (self.max_reps, true),
             n => match n.parse::<usize>() {
                 Ok(r) if (1..=MAX_REPS).contains(&r) => (r, false),

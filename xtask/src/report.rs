@@ -127,7 +127,19 @@ pub struct CellStop {
     /// deciding one is kept, and left out of the statistics).
     pub boots_run: usize,
     pub undecided: Vec<String>,
+    /// Given up on before the budget: neither verdict was in its reach.
+    #[serde(default)]
+    pub out_of_reach: Vec<String>,
     pub why: String,
+}
+
+impl CellStop {
+    /// Whether a workload (named as in its comparisons: id, or "id (variant)") was left
+    /// open: undecided at the budget, or given up on as out of its reach.
+    pub fn left_open(&self, workload: &str, variant: &str) -> bool {
+        let named = format!("{workload} ({variant})");
+        self.undecided.iter().chain(&self.out_of_reach).any(|w| w == workload || *w == named)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -371,6 +383,42 @@ impl Report {
         self.plan.variants.iter().skip(1).cloned().collect()
     }
 
+    /// The boots of each kernel behind a comparison: its cell's stopping look under
+    /// `--reps auto`, else the fixed count.
+    pub fn boots_of(&self, c: &Comparison) -> usize {
+        self.stop_of(&c.cell()).map_or(self.plan.reps, |s| s.boots)
+    }
+
+    /// How many boots of each kernel, in words: "9", or under `--reps auto` the range
+    /// the cells took ("5 to 10").
+    pub fn reps_words(&self) -> String {
+        let (lo, hi) = match self.plan.stopping {
+            None => (self.plan.reps, self.plan.reps),
+            Some(_) => {
+                let n = self.stops.iter().map(|s| s.boots);
+                match (n.clone().min(), n.max()) {
+                    (Some(lo), Some(hi)) => (lo, hi),
+                    _ => (self.plan.reps, self.plan.reps),
+                }
+            }
+        };
+        if lo == hi {
+            lo.to_string()
+        } else {
+            format!("{lo} to {hi}")
+        }
+    }
+
+    /// The `--reps` option that repeats the run: "--reps 9" or "--reps auto" (with its
+    /// budget when it is not the default).
+    pub fn reps_flag(&self) -> String {
+        match self.plan.stopping {
+            None => format!("--reps {}", self.plan.reps),
+            Some(_) if self.plan.reps == crate::sequential::DEFAULT_MAX_REPS => "--reps auto".to_string(),
+            Some(_) => format!("--reps auto --max-reps {}", self.plan.reps),
+        }
+    }
+
     /// How a `--reps auto` cell ended, if it did.
     pub fn stop_of(&self, cell: &crate::model::Cell) -> Option<&CellStop> {
         self.stops.iter().find(|s| s.arch == cell.arch && s.cpus == cell.cpus && s.clock == cell.clock)
@@ -472,6 +520,7 @@ pub fn stopped_comparisons(
             boots: stop.look.n,
             boots_run: done.iter().filter(|s| &cell(s) == key).count(),
             undecided: stop.undecided.clone(),
+            out_of_reach: stop.out_of_reach.clone(),
             why: stop.why(),
         })
         .collect();

@@ -39,16 +39,18 @@ pub struct Design {
     pub thresholds: Thresholds,
 }
 
-/// A look: after `n` rounds, at nominal level `alpha`.
+/// A look: after `n` rounds, at nominal level `alpha`, of a design whose last look is
+/// at `budget` rounds (a fixed run: `budget == n`, never futile).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Look {
     pub n: usize,
     pub alpha: f64,
+    pub budget: usize,
 }
 
 impl Design {
     pub fn look(&self, i: usize) -> Look {
-        Look { n: self.looks[i], alpha: self.level }
+        Look { n: self.looks[i], alpha: self.level, budget: self.max() }
     }
 
     pub fn all(&self) -> Vec<Look> {
@@ -69,7 +71,7 @@ impl Design {
     pub fn describe(&self) -> String {
         let looks: Vec<String> = self.looks.iter().map(usize::to_string).collect();
         format!(
-            "group-sequential (Pocock-type boundary, overall alpha {}): looks after {} boots of each kernel, each at p < {:.4}; a cell stops when every workload is significant or within +/-{}%",
+            "group-sequential (Pocock-type boundary, overall alpha {}): looks after {} boots of each kernel, each at p < {:.4}; a cell stops when every workload is significant, within +/-{}%, or futile (too noisy, or out of reach in the budget) from {FUTILE_FROM} boots",
             self.thresholds.alpha,
             looks.join(", "),
             self.level,
@@ -77,6 +79,9 @@ impl Design {
         )
     }
 }
+
+/// `--max-reps`' default: the budget of boots of each kernel a cell may take.
+pub const DEFAULT_MAX_REPS: usize = 15;
 
 /// Null sequences simulated to calibrate the level.
 const CALIBRATION: usize = 20_000;
@@ -143,6 +148,12 @@ pub enum Decision {
     /// Futile: from [`FUTILE_FROM`] boots on, a side's boot-to-boot CV is over
     /// [`FUTILE_CV`] times `noisy_cv_pct`; more boots would end in "too noisy" too.
     TooNoisy,
+    /// Futile: from [`FUTILE_FROM`] boots on, neither verdict is in reach of the
+    /// budget. The interval, shrunk to the budget's boots (width ~ 1/sqrt(n)), would
+    /// still be wider than +/- `min_change_pct` (no "no change"), and the estimated
+    /// change is under a third of what the budget's interval would need to exclude
+    /// zero (a "significant" would need the change to triple).
+    OutOfReach,
 }
 
 /// From how many boots of each kernel a noisy workload may be given up on (the CV of
@@ -201,27 +212,51 @@ impl Tables {
             return Decision::Undecided;
         }
         let cv = stats::cv_percent(base).max(stats::cv_percent(new));
-        if cv > t.noisy_cv_pct {
-            return if look.n >= FUTILE_FROM && cv > FUTILE_CV * t.noisy_cv_pct {
-                Decision::TooNoisy
-            } else {
-                Decision::Undecided
-            };
+        let noisy = cv > t.noisy_cv_pct;
+        if noisy && look.n >= FUTILE_FROM && cv > FUTILE_CV * t.noisy_cv_pct {
+            return Decision::TooNoisy;
         }
-        let change = (stats::median(new) / stats::median(base) - 1.0) * 100.0;
-        let p = stats::mann_whitney(base, new).1;
-        if p < look.alpha && change.abs() >= t.min_change_pct {
-            if let Some((lo, hi)) = self.shift_interval(base, new, look.alpha) {
-                if lo > 0.0 || hi < 0.0 {
-                    return Decision::Significant;
+        // Over the noise threshold no verdict is drawn, only whether more boots could.
+        if !noisy {
+            let change = (stats::median(new) / stats::median(base) - 1.0) * 100.0;
+            let p = stats::mann_whitney(base, new).1;
+            if p < look.alpha && change.abs() >= t.min_change_pct {
+                if let Some((lo, hi)) = self.shift_interval(base, new, look.alpha) {
+                    if lo > 0.0 || hi < 0.0 {
+                        return Decision::Significant;
+                    }
                 }
             }
         }
-        match self.shift_interval(base, new, 2.0 * look.alpha) {
-            Some((lo, hi)) if lo >= -t.min_change_pct && hi <= t.min_change_pct => Decision::Equivalent,
-            _ => Decision::Undecided,
+        let equivalence = self.shift_interval(base, new, 2.0 * look.alpha);
+        if let Some((lo, hi)) = equivalence {
+            if !noisy && lo >= -t.min_change_pct && hi <= t.min_change_pct {
+                return Decision::Equivalent;
+            }
         }
+        // Not at the last look: there, what is open is simply undecided.
+        if look.n >= FUTILE_FROM && look.n < look.budget {
+            if let (Some((lo2, hi2)), Some((lo1, hi1))) =
+                (equivalence, self.shift_interval(base, new, look.alpha))
+            {
+                let shrink = (look.n as f64 / look.budget as f64).sqrt();
+                let estimate = shift_estimate(base, new);
+                if (hi2 - lo2) / 2.0 * shrink > t.min_change_pct
+                    && estimate.abs() < (hi1 - lo1) / 6.0 * shrink
+                {
+                    return Decision::OutOfReach;
+                }
+            }
+        }
+        Decision::Undecided
     }
+}
+
+/// The Hodges-Lehmann estimate of the shift `new - base` (the median of all pairwise
+/// differences), in percent of the base median.
+pub fn shift_estimate(base: &[f64], new: &[f64]) -> f64 {
+    let d: Vec<f64> = base.iter().flat_map(|b| new.iter().map(move |x| x - b)).collect();
+    stats::median(&d) * 100.0 / stats::median(base)
 }
 
 /// How a cell ended.
@@ -233,27 +268,49 @@ pub struct Stop {
     pub undecided: Vec<String>,
     /// Workloads given up on as too noisy (their verdict says so).
     pub noisy: Vec<String>,
+    /// Workloads given up on as out of the budget's reach (neither verdict possible).
+    pub out_of_reach: Vec<String>,
+    /// Workloads in the cell (decided ones included).
+    pub workloads: usize,
 }
 
 impl Stop {
     pub fn why(&self) -> String {
-        if self.undecided.is_empty() && !self.noisy.is_empty() {
-            format!(
-                "stopped after {} boots of each kernel: every workload decided or too noisy to decide ({}: CV over {}x the noise threshold)",
-                self.look.n,
-                self.noisy.join(", "),
-                FUTILE_CV
-            )
-        } else if self.undecided.is_empty() {
-            format!("stopped after {} boots of each kernel: every workload decided", self.look.n)
-        } else {
+        let given_up = self.noisy.len() + self.out_of_reach.len();
+        let decided = self.workloads - self.undecided.len() - given_up;
+        let mut s = if !self.undecided.is_empty() {
             format!(
                 "ran to the budget ({} boots of each kernel): {} undecided ({})",
                 self.look.n,
                 self.undecided.len(),
                 self.undecided.join(", ")
             )
+        } else if given_up == 0 {
+            format!("stopped after {} boots of each kernel: every workload decided", self.look.n)
+        } else {
+            format!(
+                "stopped after {} boots of each kernel: {decided} of {} workloads decided, no more boots could decide the rest",
+                self.look.n, self.workloads
+            )
+        };
+        let names = |v: &[String]| {
+            if v.len() == self.workloads && v.len() > 1 {
+                format!("all {}", v.len())
+            } else {
+                v.join(", ")
+            }
+        };
+        if !self.noisy.is_empty() {
+            s += &format!("; too noisy: {} (CV over {FUTILE_CV}x the noise threshold)", names(&self.noisy));
         }
+        if !self.out_of_reach.is_empty() {
+            s += &format!(
+                "; out of reach of {} boots: {} (neither a change nor \"no change\" could be shown)",
+                self.look.budget,
+                names(&self.out_of_reach)
+            );
+        }
+        s
     }
 }
 
@@ -279,7 +336,13 @@ pub fn stop_at(
         };
         let undecided = named(Decision::Undecided);
         if undecided.is_empty() && !s.is_empty() || look.n == last {
-            return Some(Stop { look: *look, undecided, noisy: named(Decision::TooNoisy) });
+            return Some(Stop {
+                look: *look,
+                undecided,
+                noisy: named(Decision::TooNoisy),
+                out_of_reach: named(Decision::OutOfReach),
+                workloads: decisions.len(),
+            });
         }
     }
     None
@@ -392,9 +455,10 @@ mod tests {
         let calm = [100.0, 100.1, 100.0, 100.1, 100.0, 100.1, 100.0];
         assert_eq!(tables.decide(&wild[..5], &calm[..5], d.look(0), &t), Decision::Undecided, "not at 5");
         assert_eq!(tables.decide(&wild, &calm, d.look(1), &t), Decision::TooNoisy);
-        // Just over the threshold (CV ~11%) keeps going.
+        // Just over the threshold (CV ~11%) is not given up as too noisy (its CV could
+        // still come down), only as out of reach of the budget.
         let rough = [100.0, 112.0, 88.0, 110.0, 90.0, 113.0, 87.0];
-        assert_eq!(tables.decide(&rough, &calm, d.look(1), &t), Decision::Undecided);
+        assert_eq!(tables.decide(&rough, &calm, d.look(1), &t), Decision::OutOfReach);
         // A cell of a clean change and a futile one stops at the second look, saying so.
         let slower: Vec<f64> = calm.iter().map(|x| x * 1.03).collect();
         let stop = stop_at(&mut tables, &d, 15, |n| {
@@ -406,6 +470,63 @@ mod tests {
         .unwrap();
         assert_eq!((stop.look.n, stop.undecided.len()), (7, 0));
         assert_eq!(stop.noisy, vec!["wild".to_string()]);
-        assert!(stop.why().contains("too noisy to decide (wild"), "{}", stop.why());
+        assert_eq!(
+            stop.why(),
+            "stopped after 7 boots of each kernel: 1 of 2 workloads decided, no more boots could decide the rest; \
+             too noisy: wild (CV over 1.5x the noise threshold)"
+        );
+    }
+
+    #[test]
+    fn a_workload_no_budget_can_decide_is_given_up_and_a_reachable_one_is_not() {
+        let d = design(&Thresholds::default(), 15).unwrap();
+        let t = Thresholds::default();
+        let mut tables = Tables::default();
+        // CV ~4% and no change: after 7 boots the interval is about +/-5%; shrunk to 15
+        // boots still about +/-3.5%, so "within 1%" is out of reach, and a change of
+        // ~0% is nowhere near the ~2% a significant one would need.
+        let a = [100.0, 96.0, 104.0, 97.0, 103.0, 95.0, 105.0];
+        let b = [101.0, 95.0, 103.0, 98.0, 104.0, 96.0, 102.0];
+        assert_eq!(tables.decide(&a[..5], &b[..5], d.look(0), &t), Decision::Undecided, "not at 5");
+        assert_eq!(tables.decide(&a, &b, d.look(1), &t), Decision::OutOfReach);
+        // At the budget it is simply undecided; a fixed run is never futile.
+        let last = Look { n: 7, alpha: d.level, budget: 7 };
+        assert_eq!(tables.decide(&a, &b, last, &t), Decision::Undecided);
+        // The same noise with a 4% change is in reach: it goes on.
+        let slower: Vec<f64> = b.iter().map(|x| x * 1.04).collect();
+        assert_eq!(tables.decide(&a, &slower, d.look(1), &t), Decision::Undecided);
+        // Quiet enough (CV ~0.8%) that 15 boots could show "within 1%": it goes on.
+        let q = [100.0, 99.2, 100.8, 99.4, 100.6, 99.0, 101.0];
+        let r = [100.3, 99.1, 100.9, 99.5, 100.4, 99.3, 100.7];
+        assert_eq!(tables.decide(&q, &r, d.look(1), &t), Decision::Undecided);
+        // A cell of a clean change and an unreachable one stops at 7 and says why.
+        let calm = [100.0, 100.1, 100.0, 100.1, 100.0, 100.1, 100.0];
+        let changed: Vec<f64> = calm.iter().map(|x| x * 1.03).collect();
+        let stop = stop_at(&mut tables, &d, 15, |n| {
+            vec![
+                ("clean".into(), calm[..n.min(7)].to_vec(), changed[..n.min(7)].to_vec()),
+                ("rough".into(), a[..n.min(7)].to_vec(), b[..n.min(7)].to_vec()),
+            ]
+        })
+        .unwrap();
+        assert_eq!((stop.look.n, stop.undecided.len()), (7, 0));
+        assert_eq!(stop.out_of_reach, vec!["rough".to_string()]);
+        assert!(stop.why().ends_with("1 of 2 workloads decided, no more boots could decide the rest; out of reach of 15 boots: rough (neither a change nor \"no change\" could be shown)"), "{}", stop.why());
+        // A cell where nothing could be decided says "all".
+        let all = Stop { noisy: vec!["a".into(), "b".into()], out_of_reach: vec![], ..stop };
+        assert!(
+            all.why().contains(
+                "0 of 2 workloads decided, no more boots could decide the rest; too noisy: all 2 ("
+            ),
+            "{}",
+            all.why()
+        );
+    }
+
+    #[test]
+    fn the_shift_estimate_is_the_median_of_the_differences() {
+        // Differences of [1, 2, 3] and [2, 4, 9]: 1, 3, 8, 0, 2, 7, -1, 1, 6; median 2,
+        // in percent of the base median 2.
+        assert!((shift_estimate(&[1.0, 2.0, 3.0], &[2.0, 4.0, 9.0]) - 100.0).abs() < 1e-12);
     }
 }

@@ -52,6 +52,7 @@ fn every_report_renders_to_its_golden() {
         "panic",
         "timeout",
         "noisy",
+        "reps-auto",
     ] {
         assert!(names.contains(&want), "no {want} fixture in {names:?}");
     }
@@ -77,13 +78,42 @@ fn two_revisions_side_by_side() {
 }
 
 #[test]
+fn a_reps_auto_reply_says_how_many_boots_each_cell_took_and_why() {
+    let (_, r) = fixtures().into_iter().find(|(n, _)| n == "reps-auto").unwrap();
+    let text = render::reply::render(&r, &envelope(), &template()).unwrap();
+    let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    // The real boots per cell, not the budget: the instruction-clock cell stopped at
+    // 10, the wall-clock one ran to 15.
+    let boots: Vec<(String, usize)> = r.stops.iter().map(|s| (s.clock.to_string(), s.boots)).collect();
+    assert_eq!(boots, [("instructions".to_string(), 10), ("wall".to_string(), 15)], "{boots:?}");
+    assert!(
+        flat.contains("booted 10 to 15 times each in alternation (rounds until every workload was decided)"),
+        "{flat}"
+    );
+    assert!(text.contains("instruction count; 10 boots of each kernel\n"), "{text}");
+    assert!(flat.contains(
+        "--reps auto: stopped after 10 boots of each kernel: every workload decided (21 boots ran)"
+    ));
+    assert!(flat.contains("--reps auto: ran to the budget (15 boots of each kernel): 1 undecided (shared_cycle/shared/4M); too noisy:"));
+    // The way to reproduce it repeats the rule, not a fixed count of 15.
+    assert!(flat.contains("--suite quick --reps auto --clock both"), "{flat}");
+    assert!(!flat.contains("--reps 15"));
+}
+
+#[test]
 fn tested_by_only_when_everything_passed() {
     for (name, r) in fixtures() {
         let text = render::reply::render(&r, &envelope(), &template()).unwrap();
         let has = text.lines().any(|l| l == "Tested-by: Jörg Tester <joerg.tester@example.org>");
         let expect = matches!(
             name.as_str(),
-            "all-green" | "improvement" | "regression" | "noisy" | "two-revisions" | "metal-ssh"
+            "all-green"
+                | "improvement"
+                | "regression"
+                | "noisy"
+                | "two-revisions"
+                | "metal-ssh"
+                | "reps-auto"
         );
         assert_eq!(has, expect, "{name}: Tested-by {has}");
         assert_eq!(r.all_passed(), expect, "{name}");

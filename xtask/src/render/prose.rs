@@ -264,6 +264,9 @@ pub fn tables(r: &Report) -> String {
                 match c.verdict {
                     Verdict::TooNoisy => notes.push_str(&format!("  noisy{label}")),
                     Verdict::TooFewRuns => notes.push_str(&format!("  too few runs{label}")),
+                    Verdict::NoSignificantChange if stop.is_some_and(|s| s.left_open(workload, v)) => {
+                        notes.push_str(&format!("  undecided{label}"))
+                    }
                     _ => {}
                 }
                 failed += c.new.failed;

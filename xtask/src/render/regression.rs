@@ -65,7 +65,7 @@ pub fn render(r: &Report, env: &Envelope, to: &[Addr], cc: &[Addr], templates: &
                 fmt_num(c.new.median),
                 ratio(c),
                 fmt_p(c.p_value),
-                reliability(c, r.plan.reps)
+                reliability(c, r.boots_of(c))
             );
         }
         regr.push('\n');
@@ -132,8 +132,11 @@ pub fn render(r: &Report, env: &Envelope, to: &[Addr], cc: &[Addr], templates: &
     }
     let _ = write!(
         envb,
-        "  Method:    {} boots of each kernel per vCPU count, interleaved ({}), suite \"{}\"",
-        r.plan.reps, r.plan.order, r.plan.suite
+        "  Method:    {} boots of each kernel per vCPU count{}, interleaved ({}), suite \"{}\"",
+        r.reps_words(),
+        if r.plan.stopping.is_some() { " (--reps auto)" } else { "" },
+        r.plan.order,
+        r.plan.suite
     );
 
     let mut facts = String::new();
@@ -187,11 +190,11 @@ pub fn render(r: &Report, env: &Envelope, to: &[Addr], cc: &[Addr], templates: &
     };
     let reproduce = wrap(
         &format!(
-            "cargo xtask compare {a} {b} --arch {} --cpus {} --suite {} --reps {} --clock {}",
+            "cargo xtask compare {a} {b} --arch {} --cpus {} --suite {} {} --clock {}",
             r.plan.arches.join(","),
             join_u32(&r.plan.cpus).replace('/', ","),
             r.plan.suite,
-            r.plan.reps,
+            r.reps_flag(),
             super::reply::clock_flag(&r.plan.clocks)
         ),
         72,

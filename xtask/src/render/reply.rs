@@ -81,10 +81,11 @@ pub fn render(r: &Report, env: &Envelope, templates: &Templates) -> Result<Strin
     };
     let intro = wrap(
         &format!(
-            "I ran the series through mmeval: {} kernels built for {}, booted {} times each in alternation, with the mprotect()/mremap() workloads discussed on linux-mm.",
+            "I ran the series through mmeval: {} kernels built for {}, booted {} times each in alternation{}, with the mprotect()/mremap() workloads discussed on linux-mm.",
             list(&r.plan.variants),
             r.plan.arches.join(", "),
-            r.plan.reps
+            r.reps_words(),
+            if r.plan.stopping.is_some() { " (rounds until every workload was decided)" } else { "" }
         ),
         72,
         "",
@@ -142,9 +143,9 @@ fn reproduce(r: &Report) -> String {
     };
     wrap(
         &format!(
-            "{fetch}, then cargo xtask eval <the mbox> --rev {revs} {target} --suite {} --reps {}{clock}{}",
+            "{fetch}, then cargo xtask eval <the mbox> --rev {revs} {target} --suite {} {}{clock}{}",
             r.plan.suite,
-            r.plan.reps,
+            r.reps_flag(),
             if r.per_patch.is_empty() { "" } else { " --per-patch" },
         ),
         72,
