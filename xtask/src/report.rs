@@ -130,6 +130,11 @@ pub struct CellStop {
     /// Given up on before the budget: neither verdict was in its reach.
     #[serde(default)]
     pub out_of_reach: Vec<String>,
+    /// Decided as no change larger than `within_pct` (an equivalence decision).
+    #[serde(default)]
+    pub equivalent: Vec<String>,
+    #[serde(default)]
+    pub within_pct: Option<f64>,
     pub why: String,
 }
 
@@ -139,6 +144,12 @@ impl CellStop {
     pub fn left_open(&self, workload: &str, variant: &str) -> bool {
         let named = format!("{workload} ({variant})");
         self.undecided.iter().chain(&self.out_of_reach).any(|w| w == workload || *w == named)
+    }
+
+    /// The band a workload was shown to stay within, if it was decided as no change.
+    pub fn within(&self, workload: &str, variant: &str) -> Option<f64> {
+        let named = format!("{workload} ({variant})");
+        self.equivalent.iter().any(|w| w == workload || *w == named).then_some(self.within_pct?)
     }
 }
 
@@ -521,6 +532,8 @@ pub fn stopped_comparisons(
             boots_run: done.iter().filter(|s| &cell(s) == key).count(),
             undecided: stop.undecided.clone(),
             out_of_reach: stop.out_of_reach.clone(),
+            equivalent: stop.equivalent.clone(),
+            within_pct: Some(d.thresholds.min_change_pct),
             why: stop.why(),
         })
         .collect();

@@ -270,6 +270,8 @@ pub struct Stop {
     pub noisy: Vec<String>,
     /// Workloads given up on as out of the budget's reach (neither verdict possible).
     pub out_of_reach: Vec<String>,
+    /// Workloads decided as no change larger than `min_change_pct`.
+    pub equivalent: Vec<String>,
     /// Workloads in the cell (decided ones included).
     pub workloads: usize,
 }
@@ -341,6 +343,7 @@ pub fn stop_at(
                 undecided,
                 noisy: named(Decision::TooNoisy),
                 out_of_reach: named(Decision::OutOfReach),
+                equivalent: named(Decision::Equivalent),
                 workloads: decisions.len(),
             });
         }

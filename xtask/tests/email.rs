@@ -95,6 +95,10 @@ fn a_reps_auto_reply_says_how_many_boots_each_cell_took_and_why() {
         "--reps auto: stopped after 10 boots of each kernel: every workload decided (21 boots ran)"
     ));
     assert!(flat.contains("--reps auto: ran to the budget (15 boots of each kernel): 1 undecided (shared_cycle/shared/4M); too noisy:"));
+    // What "decided" meant for the one unchanged workload: shown to be within the band.
+    let row = text.lines().find(|l| l.starts_with("mremap_move/1M")).unwrap();
+    assert!(row.ends_with("(    0.08%)  within ±1%"), "{row}");
+    assert!(flat.contains("1 shows no significant change, shown to be within ±1%."), "{flat}");
     // The way to reproduce it repeats the rule, not a fixed count of 15.
     assert!(flat.contains("--suite quick --reps auto --clock both"), "{flat}");
     assert!(!flat.contains("--reps 15"));

@@ -65,7 +65,7 @@ pub fn compare(o: &CompareOptions) -> Result<Ran> {
         return Ok(Ran::Planned(dry_run(&plan, dir.path())?));
     }
     progress::say(&format!(
-        "{} ({}) against {} ({}); {}; {} {}; {} clock; {} boots per kernel (ABBA); suite {}; results in {}",
+        "{} ({}) against {} ({}); {}; {} {}; {} clock; {} (ABBA); suite {}; results in {}",
         la,
         &ca[..12],
         lb,
@@ -74,7 +74,7 @@ pub fn compare(o: &CompareOptions) -> Result<Ran> {
         render::prose::join_u32(&plan.info.cpus),
         if machine.is_some() { "CPUs" } else { "vCPU" },
         plan.info.clocks.iter().map(|c| c.name()).collect::<Vec<_>>().join("+"),
-        spec.reps,
+        spec.boots_words(),
         spec.suite.name,
         dir.path().display()
     ));

@@ -270,14 +270,17 @@ pub fn eval(o: &EvalOptions) -> Result<Ran> {
     }
     report.plan = plan.info.clone();
     progress::say(&format!(
-        "{} of \"{}\" ({} patch{}) on {}; {} {}; {} {}; {} clock; {} boots per kernel ({}); suite {}; results in {}",
+        "{} of \"{}\" ({} patch{}) on {}; {} {}; {} {}; {} clock; {} ({}); suite {}; results in {}",
         all.iter().map(|s| format!("v{}", s.version)).collect::<Vec<_>>().join(" and "),
         series.subject(),
         series.patches.len(),
         if series.patches.len() == 1 { "" } else { "es" },
         o.tree.label,
         match &machine {
-            Some(mr) => format!("on {} (kernels built from its config, booted there one by one)", mr.target.describe()),
+            Some(mr) => format!(
+                "on {} (kernels built from its config, booted there one by one)",
+                mr.target.describe()
+            ),
             None => match &spec.lab {
                 Some(l) => format!("LAVA jobs on {}'s {} devices,", l.url, l.device_type),
                 None => "QEMU".into(),
@@ -287,7 +290,7 @@ pub fn eval(o: &EvalOptions) -> Result<Ran> {
         render::prose::join_u32(&plan.info.cpus),
         if machine.is_some() { "CPUs" } else { "vCPU" },
         plan.info.clocks.iter().map(|c| c.name()).collect::<Vec<_>>().join("+"),
-        spec.reps,
+        spec.boots_words(),
         plan.info.order,
         spec.suite.name,
         dir.path().display()

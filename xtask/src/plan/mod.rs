@@ -76,6 +76,18 @@ pub struct Spec {
     pub lab: Option<crate::lava::LabSpec>,
 }
 
+impl Spec {
+    /// The boots of each kernel, in words: "9 boots per kernel", or "up to 15 boots per
+    /// kernel (--reps auto)".
+    pub fn boots_words(&self) -> String {
+        if self.auto_reps {
+            format!("up to {} boots per kernel (--reps auto)", self.reps)
+        } else {
+            format!("{} boots per kernel", self.reps)
+        }
+    }
+}
+
 /// A real machine an evaluation runs on, and the kernel it came with.
 pub struct MachineRun {
     pub target: metal::Target,

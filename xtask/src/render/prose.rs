@@ -267,6 +267,11 @@ pub fn tables(r: &Report) -> String {
                     Verdict::NoSignificantChange if stop.is_some_and(|s| s.left_open(workload, v)) => {
                         notes.push_str(&format!("  undecided{label}"))
                     }
+                    Verdict::NoSignificantChange => {
+                        if let Some(w) = stop.and_then(|s| s.within(workload, v)) {
+                            notes.push_str(&format!("  within ±{w}%{label}"))
+                        }
+                    }
                     _ => {}
                 }
                 failed += c.new.failed;
@@ -357,10 +362,26 @@ pub fn summary(r: &Report) -> String {
             said.push(format!("{} {verb}: {}", worse.len(), list(&worse)));
         }
         let same = count(Verdict::NoSignificantChange);
+        // Under --reps auto some of those were shown to stay within the band.
+        let stop = r.stop_of(cell);
+        let within: Vec<f64> = rows
+            .iter()
+            .filter(|c| c.verdict == Verdict::NoSignificantChange)
+            .filter_map(|c| stop.and_then(|s| s.within(&c.workload, &c.variant)))
+            .collect();
+        let shown = match within.first() {
+            Some(w) if within.len() == same && same > 1 => format!(", each shown to be within ±{w}%"),
+            Some(w) if within.len() == same => format!(", shown to be within ±{w}%"),
+            Some(w) => format!(", {} of them shown to be within ±{w}%", within.len()),
+            None => String::new(),
+        };
         if same == rows.len() {
-            said.push(format!("no workload changes significantly ({same} compared)"));
+            said.push(format!("no workload changes significantly ({same} compared{shown})"));
         } else if same > 0 {
-            said.push(format!("{same} {} no significant change", if same == 1 { "shows" } else { "show" }));
+            said.push(format!(
+                "{same} {} no significant change{shown}",
+                if same == 1 { "shows" } else { "show" }
+            ));
         }
         let noisy = count(Verdict::TooNoisy);
         if noisy > 0 {
