@@ -290,3 +290,47 @@ pub fn parse_cpus(cpus: &str) -> Result<Vec<u32>> {
         })
         .collect()
 }
+
+/// `eval`'s `--reps` when none is given: auto, but a fixed 9 with `--per-patch` (each
+/// step is compared at the same number of boots).
+pub fn eval_default_reps(per_patch: bool) -> &'static str {
+    if per_patch {
+        "9"
+    } else {
+        "auto"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// `eval`'s options that decide its repetitions.
+    #[derive(Parser)]
+    struct Eval {
+        #[command(flatten)]
+        spec: SpecArgs,
+        #[arg(long)]
+        per_patch: bool,
+    }
+
+    fn eval_spec(args: &[&str]) -> Spec {
+        let e = Eval::try_parse_from([&["eval"][..], args].concat()).unwrap();
+        e.spec.spec("1", eval_default_reps(e.per_patch)).unwrap()
+    }
+
+    #[test]
+    fn reps_default_to_auto_and_per_patch_to_a_fixed_nine() {
+        let s = eval_spec(&[]);
+        assert!(s.auto_reps && s.reps == 15, "auto with the budget of 15");
+        let s = eval_spec(&["--max-reps", "10"]);
+        assert!(s.auto_reps && s.reps == 10);
+        let s = eval_spec(&["--reps", "9"]);
+        assert!(!s.auto_reps && s.reps == 9);
+        let s = eval_spec(&["--per-patch"]);
+        assert!(!s.auto_reps && s.reps == 9, "--per-patch: fixed 9");
+        // Asked for explicitly, auto with --per-patch is refused by eval itself.
+        assert!(eval_spec(&["--per-patch", "--reps", "auto"]).auto_reps);
+    }
+}

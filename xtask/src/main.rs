@@ -297,7 +297,7 @@ fn run(cli: Cli) -> Result<()> {
                 partial,
                 tree: tree.resolve()?,
                 base,
-                spec: spec.spec("1", eval_default_reps(per_patch))?,
+                spec: spec.spec("1", args::eval_default_reps(per_patch))?,
                 dry_run,
                 per_patch,
             };
@@ -489,41 +489,4 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// `eval`'s `--reps` when none is given: auto, but a fixed 9 with `--per-patch` (each
-/// step is compared at the same number of boots).
-fn eval_default_reps(per_patch: bool) -> &'static str {
-    if per_patch {
-        "9"
-    } else {
-        "auto"
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn eval_spec(args: &[&str]) -> xtask::plan::Spec {
-        let all = [&["cargo xtask", "eval", "s.mbox"][..], args].concat();
-        match Cli::try_parse_from(all).unwrap().command {
-            Command::Eval { spec, per_patch, .. } => spec.spec("1", eval_default_reps(per_patch)).unwrap(),
-            _ => unreachable!(),
-        }
-    }
-
-    #[test]
-    fn reps_default_to_auto_and_per_patch_to_a_fixed_nine() {
-        let s = eval_spec(&[]);
-        assert!(s.auto_reps && s.reps == 15, "auto with the budget of 15");
-        let s = eval_spec(&["--max-reps", "10"]);
-        assert!(s.auto_reps && s.reps == 10);
-        let s = eval_spec(&["--reps", "9"]);
-        assert!(!s.auto_reps && s.reps == 9);
-        let s = eval_spec(&["--per-patch"]);
-        assert!(!s.auto_reps && s.reps == 9, "--per-patch: fixed 9");
-        // Asked for explicitly, auto with --per-patch is refused by eval itself.
-        assert!(eval_spec(&["--per-patch", "--reps", "auto"]).auto_reps);
-    }
 }

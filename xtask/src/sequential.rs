@@ -216,12 +216,13 @@ impl Tables {
         if noisy && look.n >= FUTILE_FROM && cv > FUTILE_CV * t.noisy_cv_pct {
             return Decision::TooNoisy;
         }
+        let significance = self.shift_interval(base, new, look.alpha);
         // Over the noise threshold no verdict is drawn, only whether more boots could.
         if !noisy {
             let change = (stats::median(new) / stats::median(base) - 1.0) * 100.0;
             let p = stats::mann_whitney(base, new).1;
             if p < look.alpha && change.abs() >= t.min_change_pct {
-                if let Some((lo, hi)) = self.shift_interval(base, new, look.alpha) {
+                if let Some((lo, hi)) = significance {
                     if lo > 0.0 || hi < 0.0 {
                         return Decision::Significant;
                     }
@@ -236,9 +237,7 @@ impl Tables {
         }
         // Not at the last look: there, what is open is simply undecided.
         if look.n >= FUTILE_FROM && look.n < look.budget {
-            if let (Some((lo2, hi2)), Some((lo1, hi1))) =
-                (equivalence, self.shift_interval(base, new, look.alpha))
-            {
+            if let (Some((lo2, hi2)), Some((lo1, hi1))) = (equivalence, significance) {
                 let shrink = (look.n as f64 / look.budget as f64).sqrt();
                 let estimate = shift_estimate(base, new);
                 if (hi2 - lo2) / 2.0 * shrink > t.min_change_pct

@@ -10,6 +10,7 @@ pub mod prose;
 pub mod regression;
 pub mod reply;
 pub mod steps;
+pub mod tables;
 
 pub use header::{rfc2822, Envelope};
 

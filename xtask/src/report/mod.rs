@@ -11,6 +11,9 @@ use crate::serial::{BootStatus, RunFailure};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+mod assemble;
+pub use assemble::{boot_entry, comparisons, lab_info, machines, step_comparisons, stopped_comparisons};
+
 /// Bumped when a field changes meaning; readers check it.
 pub const FORMAT: u32 = 1;
 
@@ -142,15 +145,20 @@ impl CellStop {
     /// Whether a workload (named as in its comparisons: id, or "id (variant)") was left
     /// open: undecided at the budget, or given up on as out of its reach.
     pub fn left_open(&self, workload: &str, variant: &str) -> bool {
-        let named = format!("{workload} ({variant})");
-        self.undecided.iter().chain(&self.out_of_reach).any(|w| w == workload || *w == named)
+        names(&self.undecided, workload, variant) || names(&self.out_of_reach, workload, variant)
     }
 
     /// The band a workload was shown to stay within, if it was decided as no change.
     pub fn within(&self, workload: &str, variant: &str) -> Option<f64> {
-        let named = format!("{workload} ({variant})");
-        self.equivalent.iter().any(|w| w == workload || *w == named).then_some(self.within_pct?)
+        names(&self.equivalent, workload, variant).then_some(self.within_pct?)
     }
+}
+
+/// Whether `list` (of the stopping rule's names: id, or "id (variant)" when several
+/// variants share a cell) names this row.
+fn names(list: &[String], workload: &str, variant: &str) -> bool {
+    let named = format!("{workload} ({variant})");
+    list.iter().any(|w| w == workload || *w == named)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -311,29 +319,6 @@ pub struct LabInfo {
     pub command: Option<String>,
 }
 
-/// The lab of a run's boots, from their records.
-pub fn lab_info(target: &Target, done: &[Stored]) -> Option<LabInfo> {
-    let Target::Lava(url, device_type) = target else { return None };
-    let jobs: Vec<&crate::lava::LabJob> = done.iter().filter_map(|s| s.record.lava.as_ref()).collect();
-    let mut devices: Vec<String> = jobs.iter().filter_map(|j| j.device.clone()).collect();
-    devices.sort();
-    devices.dedup();
-    Some(LabInfo {
-        url: url.clone(),
-        device_type: device_type.clone(),
-        devices,
-        jobs: jobs.len(),
-        qemu: jobs.iter().find_map(|j| j.qemu.clone()),
-        command: jobs.iter().find_map(|j| j.command.as_deref()).map(|c| {
-            // The lab's own file paths say nothing; their names are enough.
-            c.split(' ')
-                .map(|w| if w.starts_with('/') { w.rsplit('/').next().unwrap_or(w) } else { w })
-                .collect::<Vec<_>>()
-                .join(" ")
-        }),
-    })
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Machine {
     pub arch: ArchName,
@@ -403,15 +388,10 @@ impl Report {
     /// How many boots of each kernel, in words: "9", or under `--reps auto` the range
     /// the cells took ("5 to 10").
     pub fn reps_words(&self) -> String {
-        let (lo, hi) = match self.plan.stopping {
-            None => (self.plan.reps, self.plan.reps),
-            Some(_) => {
-                let n = self.stops.iter().map(|s| s.boots);
-                match (n.clone().min(), n.max()) {
-                    (Some(lo), Some(hi)) => (lo, hi),
-                    _ => (self.plan.reps, self.plan.reps),
-                }
-            }
+        let took = self.stops.iter().map(|s| s.boots);
+        let (lo, hi) = match (took.clone().min(), took.max()) {
+            (Some(lo), Some(hi)) if self.plan.stopping.is_some() => (lo, hi),
+            _ => (self.plan.reps, self.plan.reps),
         };
         if lo == hi {
             lo.to_string()
@@ -448,137 +428,4 @@ pub struct EnvFacts {
     pub qemu: BTreeMap<ArchName, (String, String)>,
     /// The real machine, described (`--metal`, `--host`).
     pub machine: Option<String>,
-}
-
-pub fn boot_entry(s: &Stored) -> BootEntry {
-    let r = &s.record;
-    BootEntry {
-        arch: r.provenance.arch.clone(),
-        variant: s.variant.clone(),
-        cpus: r.provenance.vcpus,
-        clock: r.provenance.clock,
-        accel: r.provenance.accel,
-        rep: s.rep,
-        status: r.boot.status,
-        kernel: r.provenance.kernel.clone(),
-        results: r.boot.results.len(),
-        failures: r.boot.failures.clone(),
-        warnings: r.boot.warnings.clone(),
-        excerpt: r.boot.excerpt.clone(),
-        corrupt_lines: r.boot.corrupt_lines,
-        seconds: r.seconds,
-        log: r.log.display().to_string(),
-        job: r.lava.clone(),
-    }
-}
-
-/// One entry per (arch, accelerator) the boots ran on. Pure.
-pub fn machines(done: &[Stored], mem_mib: u32, env: &EnvFacts) -> Vec<Machine> {
-    let mut out: Vec<Machine> = Vec::new();
-    for s in done {
-        let p = &s.record.provenance;
-        let boot_env = s.record.boot.env.clone().unwrap_or_default();
-        if let Some(m) = out.iter_mut().find(|m| m.arch == p.arch && m.accel == p.accel) {
-            if !m.vcpus.contains(&p.vcpus) {
-                m.vcpus.push(p.vcpus);
-                m.vcpus.sort();
-            }
-            continue;
-        }
-        let (emulator, machine, mem) = match (p.accel, &env.machine) {
-            (Accel::Metal, Some(desc)) => (String::new(), desc.clone(), 0),
-            _ => {
-                let (v, m) = env.qemu.get(&p.arch).cloned().unwrap_or_default();
-                (v, m, mem_mib)
-            }
-        };
-        out.push(Machine {
-            arch: p.arch.clone(),
-            accel: p.accel,
-            cpu_model: p.cpu_model.clone(),
-            emulator,
-            machine,
-            vcpus: vec![p.vcpus],
-            mem_mib: mem,
-            page_size: boot_env.page_size,
-            thp: boot_env.thp,
-        });
-    }
-    out
-}
-
-/// Every variant after the first against the first, per cell and workload of the suite.
-/// `--reps auto`: how each cell ended, and the comparisons, each cell's from the boots
-/// of the rounds up to its stopping look, at the looks' level: what the stopping
-/// rule's error rate is about.
-pub fn stopped_comparisons(
-    d: &crate::sequential::Design,
-    done: &[Stored],
-    variants: &[Variant],
-    suite: &crate::suite::Suite,
-) -> (Vec<CellStop>, Vec<Comparison>) {
-    let stops = crate::sequential::cell_stops(d, variants, suite, done);
-    let cell = |s: &Stored| {
-        let p = &s.record.provenance;
-        (p.arch.clone(), p.vcpus, p.clock)
-    };
-    let described = stops
-        .iter()
-        .map(|(key, stop)| CellStop {
-            arch: key.0.clone(),
-            cpus: key.1,
-            clock: key.2,
-            boots: stop.look.n,
-            boots_run: done.iter().filter(|s| &cell(s) == key).count(),
-            undecided: stop.undecided.clone(),
-            out_of_reach: stop.out_of_reach.clone(),
-            equivalent: stop.equivalent.clone(),
-            within_pct: Some(d.thresholds.min_change_pct),
-            why: stop.why(),
-        })
-        .collect();
-    let used: Vec<Stored> =
-        done.iter().filter(|s| stops.get(&cell(s)).is_none_or(|stop| s.rep < stop.look.n)).cloned().collect();
-    (described, comparisons(&used, variants, suite, &d.verdict_thresholds()))
-}
-
-pub fn comparisons(
-    done: &[Stored],
-    variants: &[Variant],
-    suite: &crate::suite::Suite,
-    t: &Thresholds,
-) -> Vec<Comparison> {
-    let tagged = tag(done, suite);
-    variants.iter().skip(1).flat_map(|v| compare::compare(&tagged, &variants[0], v, t)).collect()
-}
-
-/// Each variant against the one before it (`--per-patch`), per cell and workload.
-pub fn step_comparisons(
-    done: &[Stored],
-    variants: &[Variant],
-    suite: &crate::suite::Suite,
-    t: &Thresholds,
-) -> Vec<Comparison> {
-    let tagged = tag(done, suite);
-    variants.windows(2).flat_map(|w| compare::compare(&tagged, &w[0], &w[1], t)).collect()
-}
-
-/// Every sample of the suite's runs in `done`, tagged with its cell and variant.
-fn tag<'a>(done: &'a [Stored], suite: &'a crate::suite::Suite) -> Vec<Tagged<'a>> {
-    let mut tagged = Vec::new();
-    for s in done {
-        let p = &s.record.provenance;
-        for run in &suite.runs {
-            tagged.push(Tagged {
-                arch: &p.arch,
-                accel: p.accel,
-                clock: p.clock,
-                cpus: p.vcpus,
-                variant: &s.variant,
-                sample: s.record.boot.results.iter().find(|r| r.id == run.id),
-                id: &run.id,
-            });
-        }
-    }
-    tagged
 }
