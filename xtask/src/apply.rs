@@ -165,9 +165,28 @@ pub fn apply_series(
             offsets,
         });
     }
-    repo.reference(refname, parent.id(), true, "mmeval: apply series")
-        .with_context(|| format!("cannot write {refname}"))?;
+    write_ref(repo, refname, parent.id())?;
     Ok(ApplyOutcome::Applied(out))
+}
+
+/// Points `refname` at `id`. Another run applying the same series (another --out or
+/// --arch) may hold the ref's lock file for a moment: wait for it rather than fail.
+fn write_ref(repo: &Repository, refname: &str, id: git2::Oid) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match repo.reference(refname, id, true, "mmeval: apply series") {
+            Ok(_) => return Ok(()),
+            Err(e) if e.code() == git2::ErrorCode::Locked && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            Err(e) if e.code() == git2::ErrorCode::Locked => {
+                return Err(e).with_context(|| {
+                    format!("cannot write {refname}: locked for 10 s; if no other mmeval runs, remove its .lock file in the tree's .git")
+                })
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot write {refname}")),
+        }
+    }
 }
 
 /// Opens `tree`, resolves the base, applies, and reports.

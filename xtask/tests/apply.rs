@@ -290,3 +290,23 @@ fn refs_that_are_not_ours_are_left_alone() {
     let err = apply::apply_to_repo(tmp.path(), &s, Some("main")).unwrap_err();
     assert!(err.to_string().contains("is checked out"), "{err}");
 }
+
+#[test]
+fn a_ref_another_run_is_writing_is_waited_for() {
+    // Two evaluations of one series (another --out, another --arch) write the same
+    // ref; git's lock file of the other one is there for a moment.
+    let tmp = tempfile::tempdir().unwrap();
+    toy_repo(tmp.path());
+    let s = input::read_series(&data("series/good-v2.mbox"), series::Choice::default()).unwrap();
+    let lock = tmp.path().join(format!(".git/refs/heads/eval/{}.lock", s.slug));
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    std::fs::write(&lock, "").unwrap();
+    let held = lock.clone();
+    let other = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        std::fs::remove_file(held).unwrap();
+    });
+    let applied = apply::apply_to_repo(tmp.path(), &s, None).unwrap().applied().unwrap();
+    other.join().unwrap();
+    assert_eq!(git(tmp.path(), &["rev-parse", &applied.refname]).trim(), applied.tip);
+}

@@ -242,14 +242,17 @@ fn a_run_killed_mid_build_leaves_no_make_behind() {
     let run = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     std::fs::write(&frag, format!("# faults_e2e: a build that is killed half way ({run})\n")).unwrap();
     let frag = frag.display().to_string();
-    let (mut child, _rx) = spawn(tmp.path(), &["--no-sandbox", "--config", &frag]);
+    let (mut child, rx) = spawn(tmp.path(), &["--no-sandbox", "--config", &frag]);
     let started = Instant::now();
     let build = loop {
         let below = descendants(child.id());
         if below.iter().any(|&p| comm(p) == "cc1") {
             break below;
         }
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before its build compiled anything");
+        if child.try_wait().unwrap().is_some() {
+            let said: Vec<String> = rx.try_iter().collect();
+            panic!("the run ended before its build compiled anything:\n{}", said.join("\n"));
+        }
         assert!(started.elapsed() < Duration::from_secs(900), "no compiler started");
         std::thread::sleep(Duration::from_millis(100));
     };
